@@ -1,0 +1,26 @@
+# The two commands of the README: `make demo` runs the embedded default, `make test` runs the tests.
+# Both build .venv first (once; scripts/bootstrap.sh is idempotent).
+VENV := .venv
+BIN := $(VENV)/bin
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv demo test lint format
+venv:
+	@bash scripts/bootstrap.sh
+
+demo: venv
+	$(BIN)/gaploop demo
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

@@ -1,0 +1,1 @@
+"""The `gaploop` command line (placeholder replaced below)."""
