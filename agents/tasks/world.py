@@ -1,4 +1,4 @@
-"""The verifiable task world: skills split into knowledge points whose items are generated and checked by code.
+"""The verifiable task world: skills split into knowledge points, items generated and checked by code.
 
 Each knowledge point has a generator `(rng, difficulty) -> (question, answer)` and a difficulty knob
 (1 = easiest). Answers are short canonical strings, so checking is an exact match after normalisation.
@@ -162,7 +162,7 @@ POINTS_BY_ID: dict[str, KnowledgePoint] = {kp.id: kp for kp in KNOWLEDGE_POINTS}
 
 
 def normalize_answer(text: str) -> str:
-    """Canonical form for exact comparison: first line, trimmed, inner whitespace collapsed, no trailing dot."""
+    """Canonical form for exact comparison: first line, trimmed, whitespace collapsed, no final dot."""
     first = text.strip().splitlines()[0] if text.strip() else ""
     return " ".join(first.split()).rstrip(".").strip().lower()
 

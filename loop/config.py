@@ -1,0 +1,263 @@
+"""The one schema for a run: YAML files in `configs/`, `key=value` overrides, errors that name the field.
+
+Every node forbids unknown keys, so a typo fails before any work with the allowed names listed.
+The resolved config is saved into the run directory (`config.yaml`) by the run store.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file, override or value is invalid; the message names where and what is allowed."""
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyStudentConfig(_Node):
+    """Shape of the from-scratch student the embedded default builds (used when student.model is 'tiny')."""
+
+    vocab_size: int = Field(512, ge=64, description="BPE vocabulary trained on the task's text")
+    hidden_size: int = Field(128, ge=16)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(384, ge=16)
+    max_position: int = Field(512, ge=32)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyStudentConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class StudentConfig(_Node):
+    """The model being taught."""
+
+    model: str = Field("tiny", description="'tiny' builds one from scratch; else an HF folder or hub name")
+    tiny: TinyStudentConfig = TinyStudentConfig()
+    template: Literal["plain", "alpaca", "chat"] = Field(
+        "plain", description="prompt template, the same at training, evaluation and IFD scoring"
+    )
+    max_length: int = Field(128, ge=8, description="tokens per training example (prompt + answer)")
+    max_new_tokens: int = Field(16, ge=1, description="generation budget at evaluation")
+    inference_backend: Literal["auto", "transformers", "vllm"] = "auto"
+    device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:i]'")
+
+
+class TeacherConfig(_Node):
+    """Who writes and answers new items. The embedded default's teacher is the verifiable world's oracle."""
+
+    kind: Literal["world"] = Field("world", description="'world': programmatic generator + exact checker")
+
+
+class TaskConfig(_Node):
+    """What is taught and tested."""
+
+    name: Literal["world"] = Field("world", description="the verifiable task world (agents/tasks/world.py)")
+    points: list[str] | None = Field(None, description="knowledge point ids to use; all when null")
+    seed_per_point: int = Field(40, ge=0, description="seed training items per knowledge point")
+    seed_overrides: dict[str, int] = Field(
+        default_factory=dict, description="per-point seed counts (a skewed seed leaves gaps)"
+    )
+    test_per_point: int = Field(50, ge=1, description="held-out test items per knowledge point")
+    probe_per_point: int = Field(30, ge=1, description="fresh probe items per knowledge point and round")
+    difficulty: int = Field(1, ge=1, le=3)
+
+
+class RoundsConfig(_Node):
+    """How many rounds and when to stop early."""
+
+    max_rounds: int = Field(4, ge=0, description="rounds after round 0")
+    target_accuracy: float | None = Field(None, ge=0, le=1)
+    plateau_rounds: int = Field(2, ge=1, description="stop after this many rounds without gain")
+    plateau_delta: float = Field(0.005, ge=0)
+
+
+class SynthesisConfig(_Node):
+    """How many new items a round may write, and how they are allocated."""
+
+    strategy: Literal["llm2llm", "weakness", "frontier", "random"] = "frontier"
+    budget_per_round: int = Field(300, ge=0)
+    max_total: int | None = Field(None, ge=0, description="stop synthesising past this many items")
+
+
+class FiltersConfig(_Node):
+    """Curation before training."""
+
+    dedup: bool = Field(True, description="drop items whose normalised instruction is already in the pool")
+    skip_malformed: bool = Field(
+        False, description="skip malformed data rows (counted, reported, logged) instead of failing"
+    )
+
+
+class IFDConfig(_Node):
+    """Instruction-Following Difficulty filtering by the current student."""
+
+    enabled: bool = True
+    threshold: float = Field(1.0, gt=0, description="keep IFD below this")
+    top_share: float = Field(1.0, gt=0, le=1, description="then keep the highest-IFD share")
+    reverse: bool = Field(False, description="also compute r-IFD")
+    batch_size: int = Field(32, ge=1)
+
+
+class TrainingConfig(_Node):
+    """SFT of the student with DeepSpeed."""
+
+    from_base: bool = Field(True, description="retrain from the base each round (LLM2LLM) or continue")
+    epochs: float | None = Field(None, gt=0, description="passes over the pool; or set max_steps")
+    max_steps: int | None = Field(300, ge=1)
+    micro_batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    launcher: Literal["auto", "python", "deepspeed"] = "auto"
+    num_gpus: int | None = Field(None, ge=1)
+    hostfile: str | None = None
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> TrainingConfig:
+        if (self.epochs is None) == (self.max_steps is None):
+            raise ValueError("set exactly one of epochs and max_steps (the other to null)")
+        return self
+
+
+class TrackingConfig(_Node):
+    """Weights & Biases; metrics also go to metrics.jsonl in the run directory."""
+
+    wandb_mode: Literal["auto", "online", "offline", "disabled"] = Field(
+        "auto", description="auto: online with WANDB_API_KEY set, else offline"
+    )
+    project: str = "gaploop"
+    entity: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class RunConfig(_Node):
+    """A whole run."""
+
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9._-]+$")
+    seed: int = 0
+    run_dir: str | None = Field(None, description="defaults to <runs_dir>/<name>-<time>")
+    runs_dir: str = "runs"
+    student: StudentConfig = StudentConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    task: TaskConfig = TaskConfig()
+    rounds: RoundsConfig = RoundsConfig()
+    synthesis: SynthesisConfig = SynthesisConfig()
+    filters: FiltersConfig = FiltersConfig()
+    ifd: IFDConfig = IFDConfig()
+    training: TrainingConfig = TrainingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown field (allowed: {_allowed_at(e['loc'][:-1])})")
+            continue
+        value = e.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        lines.append(f"  {where} = {shown}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _allowed_at(loc: tuple[object, ...]) -> str:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return "?"
+        model = ann
+    return ", ".join(model.model_fields)
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """`a.b.c=value` -> (['a','b','c'], typed value); the value is read as YAML (1, 0.5, true, null, [x])."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not key=value (e.g. training.lr=1e-3)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from err
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, object], overrides: list[str]) -> dict[str, object]:
+    """Set each dotted key in a nested dict (validation happens afterwards, on the whole config)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node: dict[str, object] = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: Path) -> dict[str, object]:
+    """A YAML mapping from a file, with the file and line in any parse error."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {err.problem}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (default `configs/demo.yaml`), apply `key=value` overrides, validate."""
+    file = Path(path) if path is not None else DEFAULT_CONFIG
+    data = apply_overrides(read_yaml(file), list(overrides or []))
+    source = str(file) + (f" with overrides {' '.join(overrides)}" if overrides else "")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source)) from None
+
+
+def config_from_dict(data: dict[str, object], source: str) -> RunConfig:
+    """Validate an already-parsed mapping (e.g. a run directory's saved config.yaml)."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source)) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML, every field written out."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,250 @@
+"""The run directory: one folder per round, JSONL records, atomic writes, and a manifest of phases.
+
+Layout:
+    RUN_DIR/config.yaml        resolved config
+    RUN_DIR/manifest.json      status and input fingerprint of every phase
+    RUN_DIR/metrics.jsonl      one JSON object per logged step (see loop/tracking.py)
+    RUN_DIR/round_000/...      a round's records (items.jsonl, eval.jsonl, ...) and its student
+Every file is written to a temporary name in the same folder and renamed over the target, so a
+crash leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+class ManifestError(RuntimeError):
+    """The manifest cannot be read; the message says which file and what to do."""
+
+
+class DataFileError(ValueError):
+    """A malformed row in a data file; the message names the file and the line."""
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it replaces `target` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, object]]) -> int:
+    """Write records as JSON lines atomically; returns the count."""
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+@dataclass
+class ReadReport:
+    """Rows read from a data file, and the malformed ones skipped (line number, reason)."""
+
+    rows: list[dict[str, object]]
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+
+def read_jsonl(
+    path: str | os.PathLike[str],
+    required: Sequence[str] = (),
+    non_empty: Sequence[str] = (),
+    skip_malformed: bool = False,
+) -> ReadReport:
+    """Read JSON lines; a bad line (not JSON, not an object, missing or empty field) is an error naming
+    file and line, or with `skip_malformed` is skipped and listed in the report."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    report = ReadReport(rows=[])
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            problem = None
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                problem, row = f"not valid JSON ({err.msg} at column {err.colno})", None
+            if problem is None and not isinstance(row, dict):
+                problem = f"expected a JSON object, got {type(row).__name__}"
+            if problem is None:
+                missing = [k for k in required if k not in row]
+                empty = [k for k in non_empty if k in row and not str(row[k]).strip()]
+                if missing:
+                    problem = f"missing field(s) {', '.join(missing)}"
+                elif empty:
+                    problem = f"empty field(s) {', '.join(empty)}"
+            if problem is None:
+                report.rows.append(row)
+            elif skip_malformed:
+                report.skipped.append((lineno, problem))
+            else:
+                raise DataFileError(f"{path}:{lineno}: {problem}")
+    return report
+
+
+def fingerprint(*parts: object) -> str:
+    """A stable hash of JSON-able values and the contents of any file paths among them."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            h.update(str(part.name).encode())
+            if part.is_file():
+                with open(part, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+            else:
+                h.update(b"<missing>")
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+class RunStore:
+    """A run directory: round folders, atomic record files, and the manifest of phases."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.manifest_path = self.root / MANIFEST
+        self._manifest: dict[str, object] | None = None
+
+    # -- layout ---------------------------------------------------------------------------------
+    def round_dir(self, round_index: int) -> Path:
+        """The folder of a round, created on first use."""
+        path = self.root / f"round_{round_index:03d}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def path(self, round_index: int, name: str) -> Path:
+        """A file inside a round's folder."""
+        return self.round_dir(round_index) / name
+
+    # -- manifest -------------------------------------------------------------------------------
+    def create(self, config_yaml: str, run_name: str) -> None:
+        """Start a new run directory; refuses one that already holds a run."""
+        if self.manifest_path.exists():
+            raise FileExistsError(
+                f"{self.root} already holds a run (manifest.json exists): use `gaploop resume {self.root}` "
+                "or choose another run_dir"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.root / "config.yaml", config_yaml)
+        self._manifest = {
+            "version": MANIFEST_VERSION,
+            "run": run_name,
+            "created": time.time(),
+            "phases": {},
+        }
+        self._save()
+
+    @property
+    def manifest(self) -> dict[str, object]:
+        """The manifest, read on first use; a corrupt one is an error, never silently replaced."""
+        if self._manifest is None:
+            self._manifest = self._load()
+        return self._manifest
+
+    def _load(self) -> dict[str, object]:
+        if not self.manifest_path.is_file():
+            raise ManifestError(f"{self.root} is not a run directory: {MANIFEST} not found")
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            backup = self.manifest_path.with_suffix(".json.bak")
+            hint = (
+                f"; the previous version is in {backup.name}: inspect it and copy it over {MANIFEST}"
+                " to resume"
+                if backup.exists()
+                else ""
+            )
+            raise ManifestError(f"{self.manifest_path} is corrupt ({err}){hint}") from err
+        if not isinstance(data, dict) or not isinstance(data.get("phases"), dict):
+            raise ManifestError(f"{self.manifest_path}: expected an object with a 'phases' mapping")
+        if data.get("version") != MANIFEST_VERSION:
+            raise ManifestError(
+                f"{self.manifest_path}: manifest version {data.get('version')!r}, this gaploop reads "
+                f"{MANIFEST_VERSION}"
+            )
+        return data
+
+    def _save(self) -> None:
+        if self.manifest_path.exists():
+            # Keep the last good manifest: an outside edit that corrupts it can be rolled back.
+            write_text_atomic(self.manifest_path.with_suffix(".json.bak"), self.manifest_path.read_text())
+        write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True))
+
+    @staticmethod
+    def _key(round_index: int, phase: str) -> str:
+        return f"round_{round_index:03d}/{phase}"
+
+    def phase(self, round_index: int, phase: str) -> dict[str, object] | None:
+        """The manifest entry of a phase, or None when it never started."""
+        entry = self.manifest["phases"].get(self._key(round_index, phase))  # type: ignore[union-attr]
+        return entry if isinstance(entry, dict) else None
+
+    def is_done(self, round_index: int, phase: str, fp: str) -> bool:
+        """True when the phase finished with the same input fingerprint."""
+        entry = self.phase(round_index, phase)
+        return bool(entry) and entry.get("status") == "done" and entry.get("fingerprint") == fp
+
+    def mark_started(self, round_index: int, phase: str, fp: str) -> None:
+        """Record that a phase began (a crash leaves it 'running', so resume redoes it)."""
+        self.manifest["phases"][self._key(round_index, phase)] = {  # type: ignore[index]
+            "status": "running",
+            "fingerprint": fp,
+            "started": time.time(),
+        }
+        self._save()
+
+    def mark_done(
+        self, round_index: int, phase: str, fp: str, outputs: Sequence[str] = (), stats: dict | None = None
+    ) -> None:
+        """Record that a phase finished, after its outputs were written."""
+        key = self._key(round_index, phase)
+        entry = dict(self.manifest["phases"].get(key) or {})  # type: ignore[union-attr]
+        entry.update(
+            status="done",
+            fingerprint=fp,
+            finished=time.time(),
+            outputs=list(outputs),
+            stats=stats or {},
+        )
+        entry.setdefault("started", entry["finished"])
+        self.manifest["phases"][key] = entry  # type: ignore[index]
+        self._save()
+
+    def set_field(self, key: str, value: object) -> None:
+        """Set a top-level manifest field (e.g. the W&B run id, the final status)."""
+        self.manifest[key] = value
+        self._save()

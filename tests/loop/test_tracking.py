@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loop.tracking import Tracker, find_wandb_files, read_wandb_file, redact, resolve_wandb_mode
+
+
+def test_redact_masks_secrets() -> None:
+    cfg = {"teacher": {"api_key": "sk-123", "model": "m"}, "x": [{"token": "t"}], "empty_token": ""}
+    out = redact(cfg)
+    assert out == {"teacher": {"api_key": "***", "model": "m"}, "x": [{"token": "***"}], "empty_token": ""}
+
+
+def test_auto_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert resolve_wandb_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert resolve_wandb_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_wandb_mode("auto") == "disabled"
+    assert resolve_wandb_mode("offline") == "offline"
+
+
+def test_offline_run_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = {"training": {"lr": 0.003}, "teacher": {"api_key": "sk-secret"}}
+    tracker = Tracker(tmp_path, config, mode="offline", name="t")
+    for step in (10, 20):
+        tracker.log({"train/loss": 1.0 / step}, step=step)
+    tracker.log({"test/accuracy": 0.25, "test/accuracy/addition": 0.5}, round=0)
+    tracker.log({"test/accuracy": 0.75}, round=1)
+    tracker.log_table("synth/items", [{"id": "a", "ifd": 0.5}], round=1)
+    tracker.finish()
+
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("test/accuracy") for r in lines if "round" in r] == [0.25, 0.75]
+
+    files = find_wandb_files(tmp_path)
+    assert len(files) == 1
+    run = read_wandb_file(files[0])
+    rows = [r for r in run["history"] if "test/accuracy" in r]
+    assert [(r["round"], r["test/accuracy"]) for r in rows] == [(0, 0.25), (1, 0.75)]
+    assert any(r.get("train/global_step") == 20 for r in run["history"])
+    flat = json.dumps(run["config"])
+    assert "0.003" in flat
+    assert "sk-secret" not in flat
+    assert run["finished"]
+
+    # A resumed tracker keeps earlier rows in metrics.jsonl.
+    again = Tracker(tmp_path, config, mode="disabled")
+    again.log({"test/accuracy": 0.8}, round=2)
+    assert len(again.rows) == len(lines) + 1
