@@ -199,10 +199,10 @@ class RunStore:
         return data
 
     def _save(self) -> None:
-        if self.manifest_path.exists():
-            # Keep the last good manifest: an outside edit that corrupts it can be rolled back.
-            write_text_atomic(self.manifest_path.with_suffix(".json.bak"), self.manifest_path.read_text())
-        write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True))
+        text = json.dumps(self.manifest, indent=1, sort_keys=True)
+        write_text_atomic(self.manifest_path, text)
+        # A second copy of the last good state: an outside edit that corrupts manifest.json can be undone.
+        write_text_atomic(self.manifest_path.with_suffix(".json.bak"), text)
 
     @staticmethod
     def _key(round_index: int, phase: str) -> str:

@@ -76,8 +76,8 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path: Path) -> None:
     store.mark_done(0, "train", "abc")
     (tmp_path / "run" / "manifest.json").write_text('{"version": 1, "phases": {')
     with pytest.raises(ManifestError, match=r"corrupt.*manifest.json.bak"):
-        RunStore(tmp_path / "run").manifest
+        _ = RunStore(tmp_path / "run").manifest
     backup = json.loads((tmp_path / "run" / "manifest.json.bak").read_text())
-    assert "round_000/train" in backup["phases"] or backup["phases"] == {}
+    assert backup["phases"]["round_000/train"]["status"] == "done"
     with pytest.raises(ManifestError, match="not a run directory"):
-        RunStore(tmp_path / "nowhere").manifest
+        _ = RunStore(tmp_path / "nowhere").manifest
