@@ -1,0 +1,179 @@
+"""SFT with real DeepSpeed on CPU against a tiny student: loss goes down, checkpoints resume, the
+saved folder reloads to the same logits, and the child-process launcher reports progress and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.tasks.world import generate_items, points_for
+from trainers import sft
+from trainers.sft import SFTError, SFTJob, build_ds_config, epoch_batches, launch_sft, lr_lambda, train_sft
+from trainers.tiny import TinySpec, build_tiny_student, load_student
+
+SPEC = TinySpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A tiny base model and a JSONL training file built from the task world."""
+    root = tmp_path_factory.mktemp("sft")
+    rows = generate_items(0, {p: 12 for p in points_for()})
+    build_tiny_student(root / "base", [f"{r['instruction']}\n{r['output']}" for r in rows], SPEC)
+    data = root / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root, root / "base", data
+
+
+def make_job(base: Path, data: Path, out: Path, **overrides: object) -> SFTJob:
+    job = SFTJob(
+        model_path=str(base),
+        data_path=str(data),
+        output_dir=str(out),
+        template="plain",
+        max_length=48,
+        epochs=None,
+        max_steps=24,
+        micro_batch_size=8,
+        grad_accum=2,
+        lr=3e-3,
+        warmup_ratio=0.1,
+        zero_stage=0,
+    )
+    return replace(job, **overrides)
+
+
+@pytest.mark.parametrize("stage", [0, 2, 3])
+def test_training_lowers_loss_and_saved_model_matches_engine(
+    setup: tuple[Path, Path, Path], stage: int
+) -> None:
+    root, base, data = setup
+    job = make_job(base, data, root / f"zero{stage}", zero_stage=stage)
+    result, engine = train_sft(job)
+    try:
+        assert result.steps == 24 and len(result.losses) == 24
+        assert result.last_loss < 0.6 * result.first_loss, result.losses
+        assert result.train_tokens > 0 and result.tokens_per_s > 0
+
+        model, tokenizer = load_student(result.model_dir)
+        ids = torch.tensor([tokenizer("What is 12 + 7?\n19")["input_ids"]])
+        engine.eval()
+        with torch.no_grad():
+            expected = engine(input_ids=ids).logits
+            got = model(input_ids=ids).logits
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    finally:
+        engine.destroy()
+
+    events = [
+        json.loads(line) for line in (root / f"zero{stage}" / "progress.jsonl").read_text().splitlines()
+    ]
+    assert [e["step"] for e in events] == list(range(1, 25))
+    assert {"loss", "lr", "tokens", "elapsed", "total_steps"} <= set(events[0])
+
+
+def test_checkpoint_resume_continues_the_same_run(setup: tuple[Path, Path, Path]) -> None:
+    root, base, data = setup
+    full = sft.run_sft(make_job(base, data, root / "full", zero_stage=2, max_steps=12, checkpoint_every=6))
+    assert (root / "full" / "checkpoints" / "step_6").is_dir()
+
+    resumed_job = make_job(
+        base,
+        data,
+        root / "resumed",
+        zero_stage=2,
+        max_steps=12,
+        resume_from_checkpoint=str(root / "full" / "checkpoints" / "step_6"),
+    )
+    resumed = sft.run_sft(resumed_job)
+    assert resumed.resumed_from_step == 6 and resumed.steps == 12
+    # Same weights, optimizer state, lr schedule position and data order: the second half repeats exactly.
+    assert resumed.losses == pytest.approx(full.losses[6:], rel=1e-4)
+    events = [json.loads(line) for line in (root / "resumed" / "progress.jsonl").read_text().splitlines()]
+    assert events[0]["step"] == 7
+
+
+def test_launch_sft_in_a_child_reports_progress(setup: tuple[Path, Path, Path]) -> None:
+    root, base, data = setup
+    events: list[dict[str, object]] = []
+    result = launch_sft(
+        make_job(base, data, root / "child", max_steps=6), launcher="python", on_progress=events.append
+    )
+    assert [e["step"] for e in events] == [1, 2, 3, 4, 5, 6]
+    assert result.steps == 6 and Path(result.model_dir, "model.safetensors").exists()
+
+
+def test_launch_sft_kills_the_child_on_interrupt(
+    setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, base, data = setup
+    procs: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        procs.append(real_popen(*args, **kwargs))
+        return procs[-1]
+
+    def interrupt(event: dict[str, object]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sft.subprocess, "Popen", recording_popen)
+    with pytest.raises(KeyboardInterrupt):
+        launch_sft(
+            make_job(base, data, root / "interrupted", max_steps=500),
+            launcher="python",
+            on_progress=interrupt,
+        )
+    assert procs and procs[0].poll() is not None
+
+
+def test_bad_row_names_file_and_line(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    root, base, _ = setup
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "What is 1 + 1?", "output": "2"}\n{"instruction": "What is 2 + 2?"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'output'"):
+        sft.run_sft(make_job(base, bad, tmp_path / "out"))
+    with pytest.raises(SFTError, match=r"bad\.jsonl:2"):
+        launch_sft(make_job(base, bad, tmp_path / "child"), launcher="python")
+
+
+def test_ds_config_fills_auto_and_rejects_conflicts(tmp_path: Path) -> None:
+    job = SFTJob(
+        model_path="m", data_path="d", output_dir="o", micro_batch_size=4, grad_accum=3, zero_stage=3
+    )
+    config = build_ds_config(job, world_size=2, hidden_size=64)
+    assert config["train_batch_size"] == 24 and config["gradient_accumulation_steps"] == 3
+    assert config["zero_optimization"]["stage"] == 3
+    assert config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    assert config["zero_optimization"]["reduce_bucket_size"] == 64 * 64
+    assert config["bf16"]["enabled"] is False  # fp32 on CPU
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text(json.dumps({"train_micro_batch_size_per_gpu": 16}))
+    with pytest.raises(ValueError, match="train_micro_batch_size_per_gpu is 16"):
+        build_ds_config(replace(job, deepspeed_config=str(fixed)), world_size=1, hidden_size=64)
+
+
+def test_batches_are_seeded_and_cover_every_row() -> None:
+    lengths = [5, 9, 3, 7, 7, 2, 8, 1, 4, 6, 10]
+    a = epoch_batches(lengths, 3, seed=1, group_by_length=True)
+    assert a == epoch_batches(lengths, 3, seed=1, group_by_length=True)
+    assert sorted(i for b in a for i in b) == list(range(len(lengths)))
+    assert a != epoch_batches(lengths, 3, seed=2, group_by_length=True)
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    f = lr_lambda("cosine", warmup_steps=2, total_steps=10)
+    assert [f(0), f(1)] == [0.5, 1.0]
+    assert f(2) == 1.0 and f(6) == pytest.approx(0.5) and f(9) < 0.05
+    assert lr_lambda("linear", 0, 10)(5) == pytest.approx(0.5)
+    assert lr_lambda("constant", 1, 10)(8) == 1.0
+
+
+def test_job_needs_exactly_one_length() -> None:
+    with pytest.raises(ValueError, match="exactly one of epochs / max_steps"):
+        SFTJob(model_path="m", data_path="d", output_dir="o", epochs=1.0, max_steps=5)

@@ -1,0 +1,627 @@
+"""Supervised fine-tuning of the student with DeepSpeed, in-process or as a child process.
+
+`run_sft(job)` trains in this process: load the start weights, tokenise the JSONL rows with the
+shared prompt template (loss on answer tokens only), build a DeepSpeed engine from one of
+`configs/deepspeed/zero{0,2,3}.json`, run the loop, save an HF folder at `output_dir/model`.
+`launch_sft(job)` runs the same thing in a child (`python -m trainers.sft JOB.json` on CPU, the
+`deepspeed` launcher on GPUs) so accelerator memory is handed back when it ends, and follows its
+progress file.
+
+DeepSpeed configs: the JSON files hold the ZeRO settings; values written `"auto"` are filled from
+the job (micro batch, accumulation, clipping, bf16, bucket sizes from the model's hidden size).
+The optimizer (torch AdamW) and lr schedule (a LambdaLR) are built here and handed to
+`deepspeed.initialize`, not named in the JSON: DeepSpeed's own Adam variants compile C++/CUDA ops on
+first use, and on CPU the one op worth compiling is the unavoidable communication op.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+
+from trainers.templates import TEMPLATES, encode_pair, format_prompt
+from trainers.tiny import load_student
+
+if TYPE_CHECKING:
+    from deepspeed import DeepSpeedEngine
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "deepspeed"
+LR_SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "bf16", "fp32")
+ProgressFn = Callable[[dict[str, object]], None]
+
+
+@dataclass
+class SFTJob:
+    """One fine-tuning run; every field is plain data so the job travels to a child as JSON."""
+
+    model_path: str  # start weights: the base folder or the previous round's student
+    data_path: str  # JSONL rows with instruction, output and an optional input
+    output_dir: str  # gets model/, checkpoints/, progress.jsonl, logs
+    template: Literal["plain", "alpaca", "chat"] = "alpaca"
+    max_length: int = 256
+    epochs: float | None = 3.0  # exactly one of epochs / max_steps
+    max_steps: int | None = None
+    micro_batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-5
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    group_by_length: bool = True  # batch rows of similar length together (less padding)
+    deepspeed_config: str | None = None  # a JSON path; None: configs/deepspeed/zero{zero_stage}.json
+    zero_stage: int | None = None  # when set, overrides the stage in the JSON
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a CUDA device that has it
+    save_checkpoint: bool = False  # an engine checkpoint at the end, so training can be continued
+    checkpoint_every: int = 0  # also one every N optimizer steps (0: never)
+    resume_from_checkpoint: str | None = None  # checkpoints dir (its latest) or one tag dir in it
+    progress_path: str | None = None  # JSON lines, one per logged step; None: output_dir/progress.jsonl
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.template not in TEMPLATES:
+            raise ValueError(f"SFTJob.template {self.template!r} not in {TEMPLATES}")
+        if (self.epochs is None) == (self.max_steps is None):
+            raise ValueError(
+                f"SFTJob needs exactly one of epochs / max_steps (got {self.epochs}, {self.max_steps})"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"SFTJob.lr_schedule {self.lr_schedule!r} not in {LR_SCHEDULES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"SFTJob.precision {self.precision!r} not in {PRECISIONS}")
+        if self.zero_stage is not None and self.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"SFTJob.zero_stage {self.zero_stage!r} not in 0..3")
+        for name in ("max_length", "micro_batch_size", "grad_accum", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SFTJob.{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> SFTJob:
+        data = json.loads(text)
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"SFTJob JSON has unknown fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class SFTResult:
+    """What a run did: steps, losses, tokens and speed, and where the model and checkpoint are."""
+
+    steps: int  # optimizer steps done, counting those before a resume
+    total_steps: int
+    first_loss: float  # loss of the first step this run took
+    last_loss: float
+    tail_loss: float  # mean loss over the last 10% of this run's steps
+    train_tokens: int  # non-padding tokens seen by this run (all ranks)
+    seconds: float  # training loop only
+    tokens_per_s: float
+    model_dir: str
+    checkpoint_dir: str | None = None
+    resumed_from_step: int = 0
+    losses: list[float] = field(default_factory=list)  # one per optimizer step of this run
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """JSONL rows with string `instruction`, `output` and optional `input`; ValueError names file:line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            for key, required in (("instruction", True), ("output", True), ("input", False)):
+                value = row.get(key)
+                if (required or value is not None) and not isinstance(value, str):
+                    raise ValueError(f"{path}:{lineno}: field {key!r} must be a string, got {value!r}")
+            if not row["instruction"].strip():
+                raise ValueError(f"{path}:{lineno}: empty 'instruction'")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no training rows")
+    return rows
+
+
+def tokenize_rows(
+    rows: list[dict[str, str]], tokenizer: PreTrainedTokenizerBase, template: str, max_length: int
+) -> list[tuple[list[int], int]]:
+    """(ids, n_prompt) per row, with the same prompt template as evaluation uses."""
+    out = []
+    for row in rows:
+        prompt = format_prompt(template, row["instruction"], row.get("input") or "", tokenizer)
+        out.append(encode_pair(tokenizer, prompt, row["output"], max_length))
+    return out
+
+
+def epoch_batches(
+    lengths: list[int], micro_batch_size: int, seed: int, group_by_length: bool
+) -> list[list[int]]:
+    """Micro-batches of row indices for one epoch, shuffled by `seed`.
+
+    With length grouping, rows are sorted by length inside shuffled windows of 64 batches, so a
+    batch pads little while the epoch order stays random.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if group_by_length:
+        window = micro_batch_size * 64
+        order = [
+            i
+            for start in range(0, len(order), window)
+            for i in sorted(order[start : start + window], key=lambda j: -lengths[j])
+        ]
+    batches = [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
+    if group_by_length:
+        rng.shuffle(batches)
+    return batches
+
+
+def rank_batches(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """This rank's share; the list is padded by wrapping so every rank gets the same count."""
+    padded = batches + batches[: (-len(batches)) % world_size]
+    return padded[rank::world_size]
+
+
+def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids / attention_mask / labels; labels are -100 on prompt and padding."""
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, n_prompt) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def micro_batch_stream(
+    examples: list[tuple[list[int], int]], job: SFTJob, rank: int, world_size: int, skip: int
+) -> Iterator[list[int]]:
+    """Endless micro-batches over epochs (epoch e reshuffles with seed + e), the first `skip` skipped.
+
+    Skipping by position is what makes a resumed run see exactly the batches the first run would have.
+    """
+    lengths = [len(ids) for ids, _ in examples]
+    epoch = 0
+    while True:
+        batches = epoch_batches(lengths, job.micro_batch_size, job.seed + epoch, job.group_by_length)
+        for batch in rank_batches(batches, rank, world_size):
+            if skip > 0:
+                skip -= 1
+                continue
+            yield batch
+        epoch += 1
+
+
+def count_total_steps(job: SFTJob, n_rows: int, world_size: int) -> int:
+    """Optimizer steps of the run: max_steps, or epochs over this rank's micro-batches."""
+    if job.max_steps is not None:
+        return job.max_steps
+    per_rank = math.ceil(math.ceil(n_rows / job.micro_batch_size) / world_size)
+    return max(1, math.ceil((job.epochs or 0.0) * per_rank / job.grad_accum))
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine
+
+
+def resolve_precision(precision: str) -> str:
+    """'bf16' or 'fp32'; auto picks bf16 only on a CUDA device that supports it."""
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def build_ds_config(job: SFTJob, world_size: int, hidden_size: int) -> dict[str, object]:
+    """Load the job's DeepSpeed JSON and fill its "auto" values; a concrete value that disagrees fails."""
+    path = (
+        Path(job.deepspeed_config) if job.deepspeed_config else CONFIG_DIR / f"zero{job.zero_stage or 0}.json"
+    )
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read DeepSpeed config {path}: {err}") from err
+    zero = config.setdefault("zero_optimization", {})
+    if job.zero_stage is not None:
+        zero["stage"] = job.zero_stage
+    bf16 = resolve_precision(job.precision) == "bf16"
+    from_job = {
+        "train_micro_batch_size_per_gpu": job.micro_batch_size,
+        "gradient_accumulation_steps": job.grad_accum,
+        "train_batch_size": job.micro_batch_size * job.grad_accum * world_size,
+        "gradient_clipping": job.max_grad_norm,
+    }
+    for key, value in from_job.items():
+        current = config.get(key, "auto")
+        if current != "auto" and current != value:
+            raise ValueError(
+                f"DeepSpeed config {path}: {key} is {current!r} but the job asks for {value!r}; "
+                'write "auto" there to let the job decide'
+            )
+        config[key] = value
+    config.setdefault("bf16", {})["enabled"] = bf16
+    # Sizes that scale with the model, set as the transformers integration sets them.
+    from_model = {
+        "reduce_bucket_size": hidden_size * hidden_size,
+        "stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
+        "stage3_param_persistence_threshold": 10 * hidden_size,
+    }
+    for key, value in from_model.items():
+        if zero.get(key) == "auto":
+            zero[key] = value
+    if config.get("fp16", {}).get("enabled"):
+        raise ValueError(f"DeepSpeed config {path}: fp16 is not supported, use bf16 or fp32")
+    return config
+
+
+def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the peak lr at optimizer step `s` (0-based): linear warmup, then the schedule."""
+
+    def factor(s: int) -> float:
+        if s < warmup_steps:
+            return (s + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (s - warmup_steps) / max(1, total_steps - warmup_steps))
+        if schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def build_optimizer(model: torch.nn.Module, job: SFTJob) -> torch.optim.Optimizer:
+    """Torch AdamW; no weight decay on 1-D parameters (norms, biases), as is usual for transformers."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": job.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=job.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def ensure_dist_env() -> None:
+    """Single-process defaults for the variables torch.distributed reads; launchers set their own."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        os.environ.setdefault(key, value)
+
+
+def build_engine(job: SFTJob, model: torch.nn.Module, total_steps: int, world_size: int) -> DeepSpeedEngine:
+    """deepspeed.initialize with our optimizer and lr schedule; the engine steps the schedule."""
+    import deepspeed
+
+    config = build_ds_config(job, world_size, model.config.hidden_size)
+    optimizer = build_optimizer(model, job)
+    warmup = math.ceil(job.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(job.lr_schedule, warmup, total_steps))
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
+    )
+    return engine
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+
+
+def save_hf_model(engine: DeepSpeedEngine, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
+    """Save an HF folder (weights, config, tokenizer); ZeRO-3 gathers the full weights first.
+
+    Every rank must call this (the ZeRO-3 gather is collective); rank 0 writes, to a temporary
+    folder renamed into place so a crash never leaves half a model.
+    """
+    state = engine._zero3_consolidated_16bit_state_dict() if engine.zero_optimization_stage() == 3 else None
+    if engine.global_rank != 0:
+        return
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    engine.module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+
+
+def save_engine_checkpoint(engine: DeepSpeedEngine, ckpt_dir: Path, step: int) -> None:
+    """An engine checkpoint (weights, optimizer, scheduler) tagged step_N; all ranks call it."""
+    engine.save_checkpoint(str(ckpt_dir), tag=f"step_{step}", client_state={"step": step})
+
+
+def load_engine_checkpoint(engine: DeepSpeedEngine, path: str) -> int:
+    """Load a checkpoints dir (its `latest` tag) or one tag dir; returns the step it was saved at."""
+    where = Path(path)
+    load_dir, tag = (where, None) if (where / "latest").exists() else (where.parent, where.name)
+    loaded, client = engine.load_checkpoint(str(load_dir), tag=tag)
+    if loaded is None:
+        raise FileNotFoundError(f"no DeepSpeed checkpoint to resume from at {path}")
+    return int(client.get("step", engine.global_steps))
+
+
+def write_json_atomic(path: Path, data: dict[str, object]) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _reduce(values: list[float], engine: DeepSpeedEngine) -> list[float]:
+    """Sum over ranks (only needed with more than one)."""
+    if engine.world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=engine.device)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def train_sft(job: SFTJob) -> tuple[SFTResult, DeepSpeedEngine]:
+    """Run the job in this process and keep the engine (for callers that inspect or continue it)."""
+    ensure_dist_env()
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    seed_everything(job.seed)
+    out = Path(job.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+
+    rows = read_rows(job.data_path)  # before the model loads, so bad data fails fast
+    model, tokenizer = load_student(job.model_path)
+    model.train()
+    model.config.use_cache = False
+    examples = tokenize_rows(rows, tokenizer, job.template, job.max_length)
+    total_steps = count_total_steps(job, len(examples), world_size)
+    engine = build_engine(job, model, total_steps, world_size)
+
+    start_step = (
+        load_engine_checkpoint(engine, job.resume_from_checkpoint) if job.resume_from_checkpoint else 0
+    )
+    stream = micro_batch_stream(examples, job, rank, world_size, skip=start_step * job.grad_accum)
+    progress_path = Path(job.progress_path) if job.progress_path else out / "progress.jsonl"
+    ckpt_dir = out / "checkpoints"
+    progress = open(progress_path, "a", encoding="utf-8") if rank == 0 else None  # noqa: SIM115
+
+    losses: list[float] = []
+    tokens = 0
+    t0 = time.perf_counter()
+    try:
+        for step in range(start_step + 1, total_steps + 1):
+            lr = engine.optimizer.param_groups[0]["lr"]  # the lr this step will use
+            step_loss, step_tokens = 0.0, 0
+            for _ in range(job.grad_accum):
+                batch = collate([examples[i] for i in next(stream)], tokenizer.pad_token_id)
+                batch = {k: v.to(engine.device) for k, v in batch.items()}
+                loss = engine(**batch).loss
+                engine.backward(loss)
+                engine.step()  # only steps the optimizer at the accumulation boundary
+                step_loss += loss.item() / job.grad_accum
+                step_tokens += int(batch["attention_mask"].sum())
+            loss_sum, tokens_sum = _reduce([step_loss, float(step_tokens)], engine)
+            step_loss = loss_sum / world_size
+            tokens += int(tokens_sum)
+            losses.append(step_loss)
+            if progress and (step % job.log_every == 0 or step == total_steps):
+                event = {
+                    "event": "step",
+                    "step": step,
+                    "total_steps": total_steps,
+                    "loss": round(step_loss, 6),
+                    "lr": lr,
+                    "tokens": tokens,
+                    "elapsed": round(time.perf_counter() - t0, 3),
+                }
+                progress.write(json.dumps(event) + "\n")
+                progress.flush()
+            if job.checkpoint_every and step % job.checkpoint_every == 0 and step < total_steps:
+                save_engine_checkpoint(engine, ckpt_dir, step)
+        seconds = time.perf_counter() - t0
+        if job.save_checkpoint:
+            save_engine_checkpoint(engine, ckpt_dir, total_steps)
+        save_hf_model(engine, tokenizer, out / "model")
+    finally:
+        if progress:
+            progress.close()
+
+    tail = losses[-max(1, math.ceil(0.1 * len(losses))) :] if losses else [float("nan")]
+    result = SFTResult(
+        steps=total_steps,
+        total_steps=total_steps,
+        first_loss=losses[0] if losses else float("nan"),
+        last_loss=losses[-1] if losses else float("nan"),
+        tail_loss=sum(tail) / len(tail),
+        train_tokens=tokens,
+        seconds=round(seconds, 3),
+        tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else 0.0,
+        model_dir=str(out / "model"),
+        checkpoint_dir=str(ckpt_dir) if ckpt_dir.exists() else None,
+        resumed_from_step=start_step,
+        losses=losses,
+    )
+    return result, engine
+
+
+def run_sft(job: SFTJob) -> SFTResult:
+    """Train in this process, save the HF model at output_dir/model, and return the run's numbers."""
+    result, engine = train_sft(job)
+    engine.destroy()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Child process
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SFTError(RuntimeError):
+    """The training child failed; the message carries the tail of its stderr."""
+
+
+def _child_command(
+    job_path: Path, result_path: Path, launcher: str, num_gpus: int | None, hostfile: str | None
+) -> list[str]:
+    if launcher == "python":
+        return [sys.executable, "-m", "trainers.sft", str(job_path), str(result_path)]
+    cmd = [shutil.which("deepspeed") or "deepspeed", "--master_port", str(free_port()), "--no_local_rank"]
+    if hostfile:
+        cmd += ["--hostfile", hostfile]
+    if num_gpus is not None:
+        cmd += ["--num_gpus", str(num_gpus)]
+    return cmd + ["--module", "trainers.sft", str(job_path), str(result_path)]
+
+
+def _read_new_events(path: Path, offset: int) -> tuple[list[dict[str, object]], int]:
+    """Complete JSON lines written after `offset`, and the offset after the last complete one."""
+    if not path.exists():
+        return [], offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        chunk = f.read()
+    end = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+    lines = chunk[:end].decode("utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()], offset + end
+
+
+def _stop_child(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate the child's process group (the launcher's workers too), then kill if it lingers."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _tail(path: Path, n_lines: int = 40) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-n_lines:])
+
+
+def launch_sft(
+    job: SFTJob,
+    *,
+    launcher: Literal["auto", "python", "deepspeed"] = "auto",
+    num_gpus: int | None = None,
+    hostfile: str | None = None,
+    on_progress: ProgressFn | None = None,
+    env: dict[str, str] | None = None,
+) -> SFTResult:
+    """Run the job in a child process and follow its progress; raises SFTError with its stderr tail.
+
+    `auto` uses the deepspeed launcher when CUDA devices or a hostfile are there, else plain python
+    with single-process distributed variables set.
+    """
+    if launcher == "auto":
+        launcher = "deepspeed" if hostfile or torch.cuda.is_available() else "python"
+    out = Path(job.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if job.progress_path is None:
+        job = SFTJob(**{**asdict(job), "progress_path": str(out / "progress.jsonl")})
+    job_path, result_path = out / "sft_job.json", out / "sft_result.json"
+    write_json_atomic(job_path, asdict(job))
+    result_path.unlink(missing_ok=True)
+    progress_path = Path(job.progress_path)
+    offset = progress_path.stat().st_size if progress_path.exists() else 0
+
+    child_env = {**os.environ, **(env or {})}
+    package_root = str(Path(__file__).resolve().parents[1])
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)
+    if launcher == "python":
+        child_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0")
+        child_env["WORLD_SIZE"] = "1"
+    cmd = _child_command(job_path, result_path, launcher, num_gpus, hostfile)
+    stdout_path, stderr_path = out / "sft.stdout.log", out / "sft.stderr.log"
+    with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            cmd, stdout=stdout, stderr=stderr, env=child_env, cwd=package_root, start_new_session=True
+        )
+        try:
+            while True:
+                done = proc.poll() is not None
+                events, offset = _read_new_events(progress_path, offset)
+                for event in events:
+                    if on_progress:
+                        on_progress(event)
+                if done:
+                    break
+                time.sleep(0.2)
+        except BaseException:
+            # KeyboardInterrupt or a failing callback: never leave a trainer running on its own.
+            _stop_child(proc)
+            raise
+    if proc.returncode != 0 or not result_path.exists():
+        raise SFTError(
+            f"SFT child {' '.join(cmd)} failed with exit code {proc.returncode} for job {job_path}; "
+            f"last lines of {stderr_path}:\n{_tail(stderr_path)}"
+        )
+    return SFTResult(**json.loads(result_path.read_text()))
+
+
+def main(argv: list[str]) -> int:
+    """Child entry: `python -m trainers.sft JOB.json [RESULT.json]`."""
+    if not 1 <= len(argv) <= 2:
+        print("usage: python -m trainers.sft JOB.json [RESULT.json]", file=sys.stderr)
+        return 2
+    job = SFTJob.from_json(Path(argv[0]).read_text())
+    result_path = Path(argv[1]) if len(argv) == 2 else Path(job.output_dir) / "sft_result.json"
+    result = run_sft(job)
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json_atomic(result_path, asdict(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
