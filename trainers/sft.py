@@ -402,6 +402,47 @@ def _reduce(values: list[float], engine: DeepSpeedEngine) -> list[float]:
     return t.tolist()
 
 
+def optimizer_step(
+    engine: DeepSpeedEngine, batches: Iterator[list[int]], examples: list[tuple[list[int], int]], pad_id: int
+) -> tuple[float, int]:
+    """One optimizer step over the accumulation micro-batches: (mean loss, tokens), summed over ranks."""
+    accum = engine.gradient_accumulation_steps()
+    loss_sum, tokens = 0.0, 0
+    for _ in range(accum):
+        batch = collate([examples[i] for i in next(batches)], pad_id)
+        batch = {k: v.to(engine.device) for k, v in batch.items()}
+        loss = engine(**batch).loss
+        engine.backward(loss)  # the engine divides by the accumulation steps
+        engine.step()  # steps optimizer and lr schedule only at the accumulation boundary
+        loss_sum += loss.item() / accum
+        tokens += int(batch["attention_mask"].sum())
+    loss_all, tokens_all = _reduce([loss_sum, float(tokens)], engine)
+    return loss_all / engine.world_size, int(tokens_all)
+
+
+def summarize(
+    losses: list[float], tokens: int, seconds: float, total_steps: int, start_step: int, out: Path
+) -> SFTResult:
+    """The run's numbers; losses are those of the steps this process took."""
+    nan = float("nan")
+    tail = losses[-max(1, math.ceil(0.1 * len(losses))) :] if losses else [nan]
+    ckpt_dir = out / "checkpoints"
+    return SFTResult(
+        steps=total_steps,
+        total_steps=total_steps,
+        first_loss=losses[0] if losses else nan,
+        last_loss=losses[-1] if losses else nan,
+        tail_loss=sum(tail) / len(tail),
+        train_tokens=tokens,
+        seconds=round(seconds, 3),
+        tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else 0.0,
+        model_dir=str(out / "model"),
+        checkpoint_dir=str(ckpt_dir) if ckpt_dir.exists() else None,
+        resumed_from_step=start_step,
+        losses=losses,
+    )
+
+
 def train_sft(job: SFTJob) -> tuple[SFTResult, DeepSpeedEngine]:
     """Run the job in this process and keep the engine (for callers that inspect or continue it)."""
     ensure_dist_env()
@@ -418,72 +459,37 @@ def train_sft(job: SFTJob) -> tuple[SFTResult, DeepSpeedEngine]:
     examples = tokenize_rows(rows, tokenizer, job.template, job.max_length)
     total_steps = count_total_steps(job, len(examples), world_size)
     engine = build_engine(job, model, total_steps, world_size)
+    resume = job.resume_from_checkpoint
+    start_step = load_engine_checkpoint(engine, resume) if resume else 0
+    batches = micro_batch_stream(examples, job, rank, world_size, skip=start_step * job.grad_accum)
 
-    start_step = (
-        load_engine_checkpoint(engine, job.resume_from_checkpoint) if job.resume_from_checkpoint else 0
-    )
-    stream = micro_batch_stream(examples, job, rank, world_size, skip=start_step * job.grad_accum)
     progress_path = Path(job.progress_path) if job.progress_path else out / "progress.jsonl"
-    ckpt_dir = out / "checkpoints"
-    progress = open(progress_path, "a", encoding="utf-8") if rank == 0 else None  # noqa: SIM115
-
+    # A resumed run adds to the progress of the run it continues; a fresh run starts the file anew.
+    progress = open(progress_path, "a" if resume else "w", encoding="utf-8") if rank == 0 else None  # noqa: SIM115
     losses: list[float] = []
     tokens = 0
     t0 = time.perf_counter()
     try:
         for step in range(start_step + 1, total_steps + 1):
-            lr = engine.optimizer.param_groups[0]["lr"]  # the lr this step will use
-            step_loss, step_tokens = 0.0, 0
-            for _ in range(job.grad_accum):
-                batch = collate([examples[i] for i in next(stream)], tokenizer.pad_token_id)
-                batch = {k: v.to(engine.device) for k, v in batch.items()}
-                loss = engine(**batch).loss
-                engine.backward(loss)
-                engine.step()  # only steps the optimizer at the accumulation boundary
-                step_loss += loss.item() / job.grad_accum
-                step_tokens += int(batch["attention_mask"].sum())
-            loss_sum, tokens_sum = _reduce([step_loss, float(step_tokens)], engine)
-            step_loss = loss_sum / world_size
-            tokens += int(tokens_sum)
-            losses.append(step_loss)
+            lr = engine.get_lr()[0]  # the lr this step uses; the schedule moves on inside the step
+            loss, step_tokens = optimizer_step(engine, batches, examples, tokenizer.pad_token_id)
+            losses.append(loss)
+            tokens += step_tokens
             if progress and (step % job.log_every == 0 or step == total_steps):
-                event = {
-                    "event": "step",
-                    "step": step,
-                    "total_steps": total_steps,
-                    "loss": round(step_loss, 6),
-                    "lr": lr,
-                    "tokens": tokens,
-                    "elapsed": round(time.perf_counter() - t0, 3),
-                }
+                event = {"event": "step", "step": step, "total_steps": total_steps, "loss": round(loss, 6)}
+                event |= {"lr": lr, "tokens": tokens, "elapsed": round(time.perf_counter() - t0, 3)}
                 progress.write(json.dumps(event) + "\n")
                 progress.flush()
             if job.checkpoint_every and step % job.checkpoint_every == 0 and step < total_steps:
-                save_engine_checkpoint(engine, ckpt_dir, step)
+                save_engine_checkpoint(engine, out / "checkpoints", step)
         seconds = time.perf_counter() - t0
-        if job.save_checkpoint:
-            save_engine_checkpoint(engine, ckpt_dir, total_steps)
-        save_hf_model(engine, tokenizer, out / "model")
     finally:
         if progress:
             progress.close()
-
-    tail = losses[-max(1, math.ceil(0.1 * len(losses))) :] if losses else [float("nan")]
-    result = SFTResult(
-        steps=total_steps,
-        total_steps=total_steps,
-        first_loss=losses[0] if losses else float("nan"),
-        last_loss=losses[-1] if losses else float("nan"),
-        tail_loss=sum(tail) / len(tail),
-        train_tokens=tokens,
-        seconds=round(seconds, 3),
-        tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else 0.0,
-        model_dir=str(out / "model"),
-        checkpoint_dir=str(ckpt_dir) if ckpt_dir.exists() else None,
-        resumed_from_step=start_step,
-        losses=losses,
-    )
-    return result, engine
+    if job.save_checkpoint:
+        save_engine_checkpoint(engine, out / "checkpoints", total_steps)
+    save_hf_model(engine, tokenizer, out / "model")
+    return summarize(losses, tokens, seconds, total_steps, start_step, out), engine
 
 
 def run_sft(job: SFTJob) -> SFTResult:
@@ -513,7 +519,15 @@ def _child_command(
 ) -> list[str]:
     if launcher == "python":
         return [sys.executable, "-m", "trainers.sft", str(job_path), str(result_path)]
-    cmd = [shutil.which("deepspeed") or "deepspeed", "--master_port", str(free_port()), "--no_local_rank"]
+    # The runner module is what the `deepspeed` script calls; this way it need not be on PATH.
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepspeed.launcher.runner",
+        "--master_port",
+        str(free_port()),
+        "--no_local_rank",
+    ]
     if hostfile:
         cmd += ["--hostfile", hostfile]
     if num_gpus is not None:
@@ -574,6 +588,8 @@ def launch_sft(
     write_json_atomic(job_path, asdict(job))
     result_path.unlink(missing_ok=True)
     progress_path = Path(job.progress_path)
+    if not job.resume_from_checkpoint:
+        progress_path.unlink(missing_ok=True)  # the child starts it anew; follow it from the start
     offset = progress_path.stat().st_size if progress_path.exists() else 0
 
     child_env = {**os.environ, **(env or {})}
