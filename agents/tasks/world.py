@@ -86,9 +86,12 @@ def _sub_borrow_zero(rng: random.Random, d: int) -> tuple[str, str]:
 
 
 def _mul_1x1(rng: random.Random, d: int) -> tuple[str, str]:
+    # The times table is small (a few hundred facts), so it is asked in two phrasings.
     lo = {1: 2, 2: 4, 3: 6}.get(d, 6)
-    a, b = rng.randint(lo, 9), rng.randint(2, 9)
-    return f"What is {a} * {b}?", str(a * b)
+    a, b = rng.randint(lo, 12), rng.randint(2, 9)
+    if rng.random() < 0.5:
+        return f"What is {a} * {b}?", str(a * b)
+    return f"Multiply {a} by {b}.", str(a * b)
 
 
 def _mul_nx1(rng: random.Random, d: int) -> tuple[str, str]:
