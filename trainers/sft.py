@@ -58,8 +58,8 @@ class SFTJob:
     output_dir: str  # gets model/, checkpoints/, progress.jsonl, logs
     template: Literal["plain", "alpaca", "chat"] = "alpaca"
     max_length: int = 256
-    epochs: float | None = 3.0  # exactly one of epochs / max_steps
-    max_steps: int | None = None
+    epochs: float | None = 3.0
+    max_steps: int | None = None  # when set, the run length, and epochs is ignored (as in HF)
     micro_batch_size: int = 8
     grad_accum: int = 1
     lr: float = 2e-5
@@ -81,10 +81,10 @@ class SFTJob:
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
             raise ValueError(f"SFTJob.template {self.template!r} not in {TEMPLATES}")
-        if (self.epochs is None) == (self.max_steps is None):
-            raise ValueError(
-                f"SFTJob needs exactly one of epochs / max_steps (got {self.epochs}, {self.max_steps})"
-            )
+        if self.max_steps is None and (self.epochs is None or self.epochs <= 0):
+            raise ValueError(f"SFTJob needs max_steps or epochs > 0 (got epochs={self.epochs})")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"SFTJob.max_steps must be >= 1, got {self.max_steps}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"SFTJob.lr_schedule {self.lr_schedule!r} not in {LR_SCHEDULES}")
         if self.precision not in PRECISIONS:

@@ -13,7 +13,16 @@ import torch
 
 from agents.tasks.world import generate_items, points_for
 from trainers import sft
-from trainers.sft import SFTError, SFTJob, build_ds_config, epoch_batches, launch_sft, lr_lambda, train_sft
+from trainers.sft import (
+    SFTError,
+    SFTJob,
+    build_ds_config,
+    count_total_steps,
+    epoch_batches,
+    launch_sft,
+    lr_lambda,
+    train_sft,
+)
 from trainers.tiny import TinySpec, build_tiny_student, load_student
 
 SPEC = TinySpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
@@ -174,6 +183,10 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert lr_lambda("constant", 1, 10)(8) == 1.0
 
 
-def test_job_needs_exactly_one_length() -> None:
-    with pytest.raises(ValueError, match="exactly one of epochs / max_steps"):
-        SFTJob(model_path="m", data_path="d", output_dir="o", epochs=1.0, max_steps=5)
+def test_job_length_is_max_steps_else_epochs() -> None:
+    with pytest.raises(ValueError, match="needs max_steps or epochs > 0"):
+        SFTJob(model_path="m", data_path="d", output_dir="o", epochs=None)
+    job = SFTJob(model_path="m", data_path="d", output_dir="o", epochs=2.0, micro_batch_size=4, grad_accum=2)
+    assert count_total_steps(job, n_rows=30, world_size=1) == 8  # 2 epochs x 8 micro-batches / 2
+    assert count_total_steps(replace(job, max_steps=7), n_rows=30, world_size=1) == 7
+    assert SFTJob.from_json(job.to_json()) == job
