@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -583,7 +583,7 @@ def launch_sft(
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if job.progress_path is None:
-        job = SFTJob(**{**asdict(job), "progress_path": str(out / "progress.jsonl")})
+        job = replace(job, progress_path=str(out / "progress.jsonl"))
     job_path, result_path = out / "sft_job.json", out / "sft_result.json"
     write_json_atomic(job_path, asdict(job))
     result_path.unlink(missing_ok=True)
