@@ -182,6 +182,7 @@ def _write_job(tmp_path: Path, model_dir: Path, rows: list[dict[str, object]], b
         "max_new_tokens": 8,
         "stop": ["\n"],
         "batch_size": 16,
+        "threads": 1,
     }
     path = tmp_path / f"job_{backend}.json"
     path.write_text(json.dumps(job))
