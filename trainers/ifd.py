@@ -298,7 +298,7 @@ def score_ifd(
     *,
     template: str = "plain",
     max_length: int = 512,
-    batch_size: int = 16,
+    batch_size: int = 8,
     device: str | torch.device | None = None,
     reverse: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -450,7 +450,7 @@ def score_file(
     out_path: str | Path,
     template: str = "plain",
     max_length: int = 512,
-    batch_size: int = 16,
+    batch_size: int = 8,
     device: str | None = None,
 ) -> dict[str, float]:
     """Score a JSONL of {instruction, [input], output} rows; write them in order with IFD fields added.
