@@ -23,9 +23,7 @@ ConfigArg = Annotated[
 ]
 OverridesArg = Annotated[
     Optional[list[str]],  # noqa: UP045
-    typer.Argument(
-        help="key=value overrides with dotted paths, e.g. training.lr=1e-3 task.seed_per_point=20"
-    ),
+    typer.Argument(help="key=value overrides with dotted paths, e.g. training.lr=1e-3 task.seed_per_point=20"),
 ]
 
 
@@ -62,9 +60,7 @@ def show_config(config: ConfigArg = None, overrides: OverridesArg = None) -> Non
 def ifd(
     model: Annotated[str, typer.Option(help="HF model folder or hub name (the student)")],
     data: Annotated[Path, typer.Option(help="JSONL rows: instruction, optional input, output")],
-    out: Annotated[
-        Path, typer.Option(help="JSONL out: same rows, same order, plus loss_cond, loss_alone, ifd")
-    ],
+    out: Annotated[Path, typer.Option(help="JSONL out: same rows, same order, plus loss_cond, loss_alone, ifd")],
     max_length: Annotated[int, typer.Option(help="token budget of prompt + answer")] = 512,
     template: Annotated[str, typer.Option(help="plain (Superfiltering's), alpaca or chat")] = "plain",
     batch_size: Annotated[int, typer.Option(help="sequences per forward batch")] = 16,

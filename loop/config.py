@@ -38,9 +38,7 @@ class TinyStudentConfig(_Node):
     @model_validator(mode="after")
     def _heads_divide(self) -> TinyStudentConfig:
         if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})"
-            )
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
         return self
 
 
@@ -75,7 +73,7 @@ class TaskConfig(_Node):
     )
     test_per_point: int = Field(50, ge=1, description="held-out test items per knowledge point")
     probe_per_point: int = Field(30, ge=1, description="fresh probe items per knowledge point and round")
-    difficulty: int = Field(1, ge=1, le=3)
+    difficulty: int = Field(2, ge=1, le=3, description="level of seed, probe and test items (1 easiest)")
 
 
 class RoundsConfig(_Node):

@@ -80,7 +80,7 @@ def build_student(cfg: RunConfig, out: Path) -> Path:
     texts = [
         f"{i['instruction']}\n{i['output']}"
         for level in (1, 2, 3)
-        for i in generate_items(cfg.seed, {p: 60 for p in points}, level, split=f"tokenizer{level}")
+        for i in generate_items(cfg.seed, {p: 60 for p in points}, level, split=f"tokenizer{level}", strict=False)
     ]
     t = cfg.student.tiny
     spec = TinySpec(
@@ -144,9 +144,7 @@ def train(cfg: RunConfig, base: Path, data: Path, out: Path, tracker: Tracker) -
             bar.update(task, completed=ev["step"], total=ev.get("total_steps"), info=f"loss {ev['loss']:.3f}")
             tracker.log({"train/loss": ev["loss"], "train/lr": ev.get("lr")}, step=int(ev["step"]))
 
-        res = launch_sft(
-            job, launcher=t.launcher, num_gpus=t.num_gpus, hostfile=t.hostfile, on_progress=on_progress
-        )
+        res = launch_sft(job, launcher=t.launcher, num_gpus=t.num_gpus, hostfile=t.hostfile, on_progress=on_progress)
     return {
         "steps": res.steps,
         "first_loss": res.first_loss,
@@ -187,9 +185,7 @@ def run_demo(cfg: RunConfig) -> DemoResult:
         del model
         store.mark_done(0, "build", "demo", outputs=["base"], stats={"parameters": n_params})
         times["data+build"] = time.perf_counter() - t0
-        console.print(
-            f"student: {n_params / 1e6:.2f}M parameters; {len(seed)} seed items; {len(test)} test items"
-        )
+        console.print(f"student: {n_params / 1e6:.2f}M parameters; {len(seed)} seed items; {len(test)} test items")
 
         t0 = time.perf_counter()
         before = evaluate(cfg, base, test, "evaluate base")
@@ -300,9 +296,7 @@ def print_summary(
     head.add_column("what")
     head.add_column("value", justify="right")
     head.add_row("test accuracy (base -> trained)", f"{acc_before:.3f} -> {metrics['test/accuracy']:.3f}")
-    head.add_row(
-        "train loss (first -> last 10%)", f"{train_stats['first_loss']:.3f} -> {train_stats['last_loss']:.3f}"
-    )
+    head.add_row("train loss (first -> last 10%)", f"{train_stats['first_loss']:.3f} -> {train_stats['last_loss']:.3f}")
     head.add_row("train steps, tokens/s", f"{train_stats['steps']}, {train_stats['tokens_per_s']:.0f}")
     head.add_row(
         "IFD mean / median / share < 1",

@@ -183,8 +183,7 @@ class RunStore:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             backup = self.manifest_path.with_suffix(".json.bak")
             hint = (
-                f"; the previous version is in {backup.name}: inspect it and copy it over {MANIFEST}"
-                " to resume"
+                f"; the previous version is in {backup.name}: inspect it and copy it over {MANIFEST} to resume"
                 if backup.exists()
                 else ""
             )
@@ -193,8 +192,7 @@ class RunStore:
             raise ManifestError(f"{self.manifest_path}: expected an object with a 'phases' mapping")
         if data.get("version") != MANIFEST_VERSION:
             raise ManifestError(
-                f"{self.manifest_path}: manifest version {data.get('version')!r}, this gaploop reads "
-                f"{MANIFEST_VERSION}"
+                f"{self.manifest_path}: manifest version {data.get('version')!r}, this gaploop reads {MANIFEST_VERSION}"
             )
         return data
 

@@ -206,9 +206,7 @@ def read_wandb_file(path: str | os.PathLike[str]) -> dict[str, object]:
             elif which == "exit":
                 finished = True
             elif which == "history":
-                history.append(
-                    {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item}
-                )
+                history.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
     return {"config": config, "history": history, "finished": finished}
 
 

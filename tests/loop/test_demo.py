@@ -18,7 +18,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     cfg = load_config(
         overrides=[
             f"run_dir={tmp_path / 'run'}",
-            "task.points=[add.no_carry, cmp.max, rev.word]",
+            "task.points=[add.no_carry, cmp.max, seq.reverse]",
             "task.seed_per_point=40",
             "task.test_per_point=10",
             "student.tiny.hidden_size=64",

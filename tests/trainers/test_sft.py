@@ -58,9 +58,7 @@ def make_job(base: Path, data: Path, out: Path, **overrides: object) -> SFTJob:
 
 
 @pytest.mark.parametrize("stage", [0, 2, 3])
-def test_training_lowers_loss_and_saved_model_matches_engine(
-    setup: tuple[Path, Path, Path], stage: int
-) -> None:
+def test_training_lowers_loss_and_saved_model_matches_engine(setup: tuple[Path, Path, Path], stage: int) -> None:
     root, base, data = setup
     job = make_job(base, data, root / f"zero{stage}", zero_stage=stage)
     result, engine = train_sft(job)
@@ -79,9 +77,7 @@ def test_training_lowers_loss_and_saved_model_matches_engine(
     finally:
         engine.destroy()
 
-    events = [
-        json.loads(line) for line in (root / f"zero{stage}" / "progress.jsonl").read_text().splitlines()
-    ]
+    events = [json.loads(line) for line in (root / f"zero{stage}" / "progress.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events] == list(range(1, 25))
     assert {"loss", "lr", "tokens", "elapsed", "total_steps"} <= set(events[0])
 
@@ -110,9 +106,7 @@ def test_checkpoint_resume_continues_the_same_run(setup: tuple[Path, Path, Path]
 def test_launch_sft_in_a_child_reports_progress(setup: tuple[Path, Path, Path]) -> None:
     root, base, data = setup
     events: list[dict[str, object]] = []
-    result = launch_sft(
-        make_job(base, data, root / "child", max_steps=6), launcher="python", on_progress=events.append
-    )
+    result = launch_sft(make_job(base, data, root / "child", max_steps=6), launcher="python", on_progress=events.append)
     assert [e["step"] for e in events] == [1, 2, 3, 4, 5, 6]
     assert result.steps == 6 and Path(result.model_dir, "model.safetensors").exists()
 
@@ -152,9 +146,7 @@ def test_bad_row_names_file_and_line(setup: tuple[Path, Path, Path], tmp_path: P
 
 
 def test_ds_config_fills_auto_and_rejects_conflicts(tmp_path: Path) -> None:
-    job = SFTJob(
-        model_path="m", data_path="d", output_dir="o", micro_batch_size=4, grad_accum=3, zero_stage=3
-    )
+    job = SFTJob(model_path="m", data_path="d", output_dir="o", micro_batch_size=4, grad_accum=3, zero_stage=3)
     config = build_ds_config(job, world_size=2, hidden_size=64)
     assert config["train_batch_size"] == 24 and config["gradient_accumulation_steps"] == 3
     assert config["zero_optimization"]["stage"] == 3

@@ -1,0 +1,72 @@
+"""The programmatic Assessor: exact grading with error types, and curation of synthetic items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agents.roles import Record
+from agents.tasks.world import normalize_answer
+
+
+def error_type(prediction: str, answer: str) -> str | None:
+    """A label for a wrong answer (None when right): format, wrong length, off by one, wrong carry, ..."""
+    pred, gold = normalize_answer(prediction), normalize_answer(answer)
+    if pred == gold:
+        return None
+    if not pred:
+        return "empty"
+    if gold.isdigit():
+        if not pred.isdigit():
+            return "format"
+        if len(pred) != len(gold):
+            return "wrong length"
+        diff = abs(int(pred) - int(gold))
+        if diff == 1:
+            return "off by one"
+        if diff % 10 == 0:
+            return "wrong carry"  # right last digit, a wrong digit further left: a carry or borrow slip
+        return "wrong digit"
+    if sorted(pred.split()) == sorted(gold.split()):
+        return "wrong order"
+    if len(pred.split()) != len(gold.split()):
+        return "wrong length"
+    return "wrong value"
+
+
+class WorldAssessor:
+    """Grades against the reference answer; curates synthetic items with a reason for every drop."""
+
+    def __init__(self, max_chars: int = 200) -> None:
+        self.max_chars = max_chars
+
+    def grade(self, records: Sequence[Record]) -> list[Record]:
+        """Each record with `correct` and `error_type` (from its `prediction` and `output`)."""
+        out = []
+        for r in records:
+            err = error_type(str(r.get("prediction", "")), str(r["output"]))
+            out.append({**r, "correct": err is None, "error_type": err})
+        return out
+
+    def curate(self, items: Sequence[Record]) -> tuple[list[Record], list[Record]]:
+        """(kept, dropped); a dropped item carries `drop_reason`."""
+        kept, dropped = [], []
+        for item in items:
+            reason = self._problem(item)
+            if reason:
+                dropped.append({**item, "kept": False, "drop_reason": reason})
+            else:
+                kept.append(item)
+        return kept, dropped
+
+    def _problem(self, item: Record) -> str | None:
+        question, output = str(item.get("instruction", "")).strip(), str(item.get("output", "")).strip()
+        if not question:
+            return "malformed: empty instruction"
+        if not output:
+            return "malformed: no answer from the teacher"
+        if len(question) + len(output) > self.max_chars:
+            return f"malformed: longer than {self.max_chars} characters"
+        reference = item.get("reference")
+        if reference is not None and normalize_answer(output) != normalize_answer(str(reference)):
+            return "teacher answer disagrees with the reference"
+        return None
