@@ -27,6 +27,16 @@ OverridesArg = Annotated[
 ]
 
 
+def _quiet_libraries() -> None:
+    """Our own progress bars say what is happening; the libraries' per-load bars are noise."""
+    _quiet_libraries()
+    os.environ.setdefault("WANDB_SILENT", "true")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _config(config: str | None, overrides: list[str] | None):
     items = list(overrides or [])
     if config is not None and "=" in config and not Path(config).exists():
@@ -40,11 +50,56 @@ def _config(config: str | None, overrides: list[str] | None):
 
 
 @app.command()
+def run(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
+    """Run the feedback loop: round 0 trains on the seed and evaluates; each later round examines,
+    questions, answers, assesses, filters (dedup, decontamination, IFD), retrains, evaluates, logs."""
+    cfg = _config(config, overrides)
+    _quiet_libraries()
+    from loop.runner import start_run
+
+    try:
+        start_run(cfg)
+    except FileExistsError as err:
+        typer.secho(str(err), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def resume(run_dir: Annotated[Path, typer.Argument(help="a run directory made by `gaploop run`")]) -> None:
+    """Continue an interrupted run; finished phases are skipped, nothing is lost or duplicated."""
+    _quiet_libraries()
+    from loop.runner import resume_run
+    from loop.store import ManifestError
+
+    try:
+        resume_run(run_dir)
+    except (ManifestError, ConfigError) as err:
+        typer.secho(str(err), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Per-round table of a run directory (works while the run is going and after a crash)."""
+    from rich.console import Console
+
+    from loop.report import status_table
+    from loop.store import ManifestError, RunStore
+
+    try:
+        _ = RunStore(run_dir).manifest
+    except ManifestError as err:
+        typer.secho(str(err), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    Console().print(status_table(run_dir))
+
+
+@app.command()
 def demo(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
     """Student-side demo on the embedded default: build a tiny student, train it with DeepSpeed,
     evaluate on held-out items, score IFD, log to W&B (offline without an API key)."""
     cfg = _config(config, overrides)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
     from loop.demo import run_demo
 
     run_demo(cfg)

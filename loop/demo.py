@@ -9,22 +9,19 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-import torch
 from rich.table import Table
 
 from agents.tasks.world import generate_items, points_for
 from loop.config import RunConfig, dump_config
 from loop.console import console, progress_bar
-from loop.evaluate import accuracy_by, accuracy_metrics, answer_items
-from loop.store import RunStore, write_jsonl
+from loop.evaluate import accuracy_by, accuracy_metrics
+from loop.store import RunStore, default_run_dir, write_jsonl
+from loop.student import build_student, evaluate, resolve_device, train_student
 from loop.tracking import Tracker
 from trainers.ifd import score_ifd, select_by_ifd
-from trainers.inference import make_generator
-from trainers.sft import SFTJob, launch_sft
-from trainers.tiny import TinySpec, build_tiny_student, count_parameters, load_student
+from trainers.tiny import count_parameters, load_student
 
 
 @dataclass
@@ -38,20 +35,6 @@ class DemoResult:
     last_loss: float
     ifd_mean: float
     seconds: float
-
-
-def resolve_run_dir(cfg: RunConfig) -> Path:
-    """`run_dir` if set, else `<runs_dir>/<name>-<time>`."""
-    if cfg.run_dir:
-        return Path(cfg.run_dir)
-    return Path(cfg.runs_dir) / f"{cfg.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def make_data(cfg: RunConfig) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
@@ -71,93 +54,10 @@ def make_data(cfg: RunConfig) -> tuple[list[dict[str, object]], list[dict[str, o
     return seed, test
 
 
-def build_student(cfg: RunConfig, out: Path) -> Path:
-    """The base student: the configured HF model, or a tiny one built on the task's text."""
-    if cfg.student.model != "tiny":
-        return Path(cfg.student.model)
-    points = cfg.task.points or points_for()
-    # Every difficulty level, so the tokenizer covers the harder items later rounds may ask.
-    texts = [
-        f"{i['instruction']}\n{i['output']}"
-        for level in (1, 2, 3)
-        for i in generate_items(cfg.seed, {p: 60 for p in points}, level, split=f"tokenizer{level}", strict=False)
-    ]
-    t = cfg.student.tiny
-    spec = TinySpec(
-        vocab_size=t.vocab_size,
-        hidden_size=t.hidden_size,
-        num_layers=t.num_layers,
-        num_heads=t.num_heads,
-        intermediate_size=t.intermediate_size,
-        max_position=t.max_position,
-        seed=cfg.seed,
-    )
-    return build_tiny_student(out, texts, spec)
-
-
-def evaluate(cfg: RunConfig, model_dir: Path, items: list[dict[str, object]], label: str) -> list[dict]:
-    """Greedy answers of the student in `model_dir` to `items`, with a progress bar."""
-    device = resolve_device(cfg.student.device)
-    with (
-        make_generator(model_dir, backend=cfg.student.inference_backend, device=device) as gen,
-        progress_bar() as bar,
-    ):
-        task = bar.add_task(label, total=len(items), info="")
-        return answer_items(
-            gen,
-            items,
-            cfg.student.template,
-            cfg.student.max_new_tokens,
-            progress=lambda n: bar.advance(task, n),
-        )
-
-
-def train(cfg: RunConfig, base: Path, data: Path, out: Path, tracker: Tracker) -> dict[str, float]:
-    """SFT with DeepSpeed in a child process, following its progress."""
-    t = cfg.training
-    job = SFTJob(
-        model_path=str(base),
-        data_path=str(data),
-        output_dir=str(out),
-        template=cfg.student.template,
-        max_length=cfg.student.max_length,
-        epochs=t.epochs,
-        max_steps=t.max_steps,
-        micro_batch_size=t.micro_batch_size,
-        grad_accum=t.grad_accum,
-        lr=t.lr,
-        lr_schedule=t.lr_schedule,
-        warmup_ratio=t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        seed=cfg.seed,
-        zero_stage=t.zero_stage,
-        precision=t.precision,
-        log_every=5,
-    )
-    with progress_bar() as bar:
-        task = bar.add_task("train (DeepSpeed)", total=None, info="starting")
-
-        def on_progress(ev: dict[str, object]) -> None:
-            if "step" not in ev or "loss" not in ev:
-                return
-            bar.update(task, completed=ev["step"], total=ev.get("total_steps"), info=f"loss {ev['loss']:.3f}")
-            tracker.log({"train/loss": ev["loss"], "train/lr": ev.get("lr")}, step=int(ev["step"]))
-
-        res = launch_sft(job, launcher=t.launcher, num_gpus=t.num_gpus, hostfile=t.hostfile, on_progress=on_progress)
-    return {
-        "steps": res.steps,
-        "first_loss": res.first_loss,
-        "last_loss": res.tail_loss,
-        "tokens_per_s": res.tokens_per_s,
-        "seconds": res.seconds,
-    }
-
-
 def run_demo(cfg: RunConfig) -> DemoResult:
     """Build, train, evaluate, score IFD and log; print a summary table."""
     t_start = time.perf_counter()
-    run_dir = resolve_run_dir(cfg)
+    run_dir = default_run_dir(cfg)
     store = RunStore(run_dir)
     store.create(dump_config(cfg), cfg.name)
     console.print(f"[bold]gaploop demo[/] -> {run_dir}")
@@ -192,7 +92,7 @@ def run_demo(cfg: RunConfig) -> DemoResult:
         times["evaluate base"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        train_stats = train(cfg, base, seed_path, store.round_dir(0) / "train", tracker)
+        train_stats = train_student(cfg, base, seed_path, store.round_dir(0) / "train", tracker)
         student = store.round_dir(0) / "train" / "model"
         store.mark_done(0, "train", "demo", outputs=["round_000/train/model"], stats=train_stats)
         times["train"] = time.perf_counter() - t0

@@ -19,7 +19,12 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loop.config import RunConfig
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -246,3 +251,10 @@ class RunStore:
         """Set a top-level manifest field (e.g. the W&B run id, the final status)."""
         self.manifest[key] = value
         self._save()
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    """`run_dir` if set, else `<runs_dir>/<name>-<time>`."""
+    if cfg.run_dir:
+        return Path(cfg.run_dir)
+    return Path(cfg.runs_dir) / f"{cfg.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

@@ -1,0 +1,50 @@
+"""Curation before training: dedup against the pool, decontamination against evaluation sets, IFD."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from agents.tasks.world import normalize_answer
+from trainers.ifd import IFDScore, select_by_ifd
+
+Record = dict[str, object]
+
+
+def norm_question(text: object) -> str:
+    """Instruction text normalised for exact duplicate checks (case, spacing, final punctuation)."""
+    return normalize_answer(str(text)).rstrip("?")
+
+
+def dedup_and_decontaminate(
+    items: Sequence[Record], pool: Iterable[Record], evaluation: Iterable[Record]
+) -> tuple[list[Record], list[Record]]:
+    """(kept, dropped): drop items already in the pool or in this batch, and items that restate an
+    evaluation (probe or test) question, recording the matched id."""
+    seen = {norm_question(r["instruction"]) for r in pool}
+    held_out = {norm_question(r["instruction"]): str(r["id"]) for r in evaluation}
+    kept, dropped = [], []
+    for item in items:
+        q = norm_question(item["instruction"])
+        if q in held_out:
+            dropped.append({**item, "kept": False, "drop_reason": "contaminated", "matched_id": held_out[q]})
+        elif q in seen:
+            dropped.append({**item, "kept": False, "drop_reason": "duplicate"})
+        else:
+            seen.add(q)
+            kept.append(item)
+    return kept, dropped
+
+
+def apply_ifd(
+    items: Sequence[Record], scores: Sequence[IFDScore], threshold: float, top_share: float
+) -> tuple[list[Record], list[Record]]:
+    """(kept, dropped) by IFD: keep IFD < threshold, then the top share; every item gets its scores."""
+    selection = select_by_ifd(scores, top_share, threshold, share_of="eligible")
+    kept, dropped = [], []
+    for i, (item, s) in enumerate(zip(items, scores, strict=True)):
+        scored = {**item, "ifd": s.ifd, "loss_cond": s.loss_cond, "loss_alone": s.loss_alone}
+        if i in selection.dropped:
+            dropped.append({**scored, "kept": False, "drop_reason": f"ifd: {selection.dropped[i]}"})
+        else:
+            kept.append({**scored, "kept": True, "drop_reason": None})
+    return kept, dropped

@@ -1,0 +1,72 @@
+"""Terminal tables: the per-round summary and `gaploop status`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from loop.console import console
+
+if TYPE_CHECKING:
+    from loop.runner import Round
+
+
+def print_round_table(rd: Round, first: Round) -> None:
+    """Test accuracy overall and per skill (with the change since round 0), synthesis counts, IFD, times."""
+    m, m0 = rd.metrics, first.metrics
+    table = Table(title=f"round {rd.index}", show_header=True, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("since round 0", justify="right")
+
+    def row(label: str, key: str) -> None:
+        if key in m:
+            delta = m[key] - m0.get(key, m[key]) if rd.index else 0.0
+            table.add_row(label, f"{m[key]:.3f}", f"{delta:+.3f}" if rd.index else "")
+
+    row("test accuracy", "test/accuracy")
+    row("probe accuracy", "probe/accuracy")
+    for key in sorted(k for k in m if k.startswith("test/accuracy/")):
+        row(f"  {key.split('/')[-1]}", key)
+    if rd.index:
+        drops = ", ".join(f"{k.split('/')[-1]} {int(v)}" for k, v in m.items() if k.startswith("synth/dropped/"))
+        table.add_row(
+            "synthesised / kept / dropped",
+            f"{int(m.get('synth/candidates', 0))} / {int(m.get('synth/kept', 0))} / {int(m.get('synth/dropped', 0))}",
+            drops,
+        )
+        if "ifd/mean" in m:
+            table.add_row("IFD mean / median", f"{m['ifd/mean']:.3f} / {m['ifd/median']:.3f}", "")
+    table.add_row("pool size", str(int(m.get("pool/size", 0))), "")
+    times = " ".join(f"{k} {v:.1f}s" for k, v in rd.times.items() if k not in ("round", "log"))
+    table.add_row("phase times", f"{m.get('time/round', 0.0):.1f}s", times)
+    table.add_row("orchestration share", f"{m.get('time/orchestration_share', 0.0):.1%}", "")
+    console.print(table)
+
+
+def status_table(run_dir: Path) -> Table:
+    """One row per finished round of a run directory, from its round summaries and manifest."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    table = Table(title=f"{run_dir}  ({manifest.get('status', 'running')})", title_justify="left")
+    for col in ("round", "test acc", "probe acc", "synth kept / cand.", "pool", "round time", "phases done"):
+        table.add_column(col, justify="right")
+    for summary in sorted(run_dir.glob("round_*/summary.json")):
+        s = json.loads(summary.read_text())
+        m, r = s["metrics"], s["round"]
+        phases = [k for k, v in manifest["phases"].items() if k.startswith(f"round_{r:03d}/") and v["status"] == "done"]
+        table.add_row(
+            str(r),
+            f"{m.get('test/accuracy', 0):.3f}",
+            f"{m.get('probe/accuracy', 0):.3f}",
+            f"{int(m.get('synth/kept', 0))} / {int(m.get('synth/candidates', 0))}",
+            str(int(m.get("pool/size", 0))),
+            f"{m.get('time/round', 0):.1f}s",
+            str(len(phases)),
+        )
+    running = [k for k, v in manifest["phases"].items() if v["status"] == "running"]
+    if running:
+        table.caption = f"interrupted in: {', '.join(running)} (gaploop resume {run_dir})"
+    return table

@@ -1,0 +1,403 @@
+"""The round state machine: `run` starts a run, `resume` continues one; a round reads top to bottom.
+
+    round 0:  data -> build -> train(seed) -> evaluate(probe, test) -> log
+    round r:  examine -> question -> answer -> assess -> filter -> train -> evaluate -> log
+
+Every phase writes its records atomically and is then marked done in the manifest with the
+fingerprint of its inputs; `resume` skips finished phases, so a crash or Ctrl-C at any moment loses
+or duplicates nothing. The pool a round trains on is derived from the round files (seed + every
+round's kept items), never appended to, so a redone phase cannot add an item twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from agents.assessor import WorldAssessor
+from agents.examiner import WorldExaminer, node_of
+from agents.questioner import WorldQuestioner
+from agents.roles import WeaknessProfile
+from agents.tasks.world import generate_items, points_for
+from agents.teacher import WorldOracle
+from loop.config import RunConfig, config_from_dict, dump_config
+from loop.console import console
+from loop.evaluate import accuracy_metrics
+from loop.filters import apply_ifd, dedup_and_decontaminate
+from loop.report import print_round_table
+from loop.store import RunStore, default_run_dir, fingerprint, read_jsonl, write_jsonl, write_text_atomic
+from loop.student import build_student, evaluate, resolve_device, train_student
+from loop.tracking import Tracker
+
+Record = dict[str, object]
+# A test hook: "round_001/filter" makes that phase stop after its work, before its writes, so a test
+# can kill the process at a known point. Never set in normal use.
+HOLD_ENV = "GAPLOOP_TEST_HOLD"
+
+
+@dataclass
+class Round:
+    """What one round did, for the summary table and the stopping rules."""
+
+    index: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    times: dict[str, float] = field(default_factory=dict)
+    drops: dict[str, int] = field(default_factory=dict)
+
+
+class Runner:
+    """Runs the rounds of one run directory."""
+
+    def __init__(self, cfg: RunConfig, store: RunStore) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.root = store.root
+        self.points = cfg.task.points or points_for()
+        self.examiner = WorldExaminer()
+        self.questioner = WorldQuestioner(cfg.synthesis.strategy, cfg.seed, cfg.task.difficulty, self.points)
+        self.teacher = WorldOracle()
+        self.assessor = WorldAssessor()
+        self.tracker: Tracker | None = None
+        self.cfg_fp = fingerprint(cfg.model_dump(mode="json"))
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def execute(self) -> list[Round]:
+        """Run (or continue) rounds until a stopping rule fires; returns every round's summary."""
+        self.tracker = Tracker(
+            self.root,
+            self.cfg.model_dump(mode="json"),
+            mode=self.cfg.tracking.wandb_mode,
+            project=self.cfg.tracking.project,
+            entity=self.cfg.tracking.entity,
+            name=self.root.name,
+            tags=list(self.cfg.tracking.tags),
+            run_id=self.store.manifest.get("wandb_run_id"),  # type: ignore[arg-type]
+        )
+        if self.tracker.run_id and not self.store.manifest.get("wandb_run_id"):
+            self.store.set_field("wandb_run_id", self.tracker.run_id)
+        rounds: list[Round] = []
+        try:
+            for r in range(self.cfg.rounds.max_rounds + 1):
+                rounds.append(self.run_round(r))
+                print_round_table(rounds[-1], rounds[0])
+                reason = self.stop_reason(rounds)
+                if reason:
+                    console.print(f"[bold]stopping after round {r}[/]: {reason}")
+                    self.store.set_field("stop_reason", reason)
+                    break
+            self.store.set_field("status", "finished")
+            if rounds:
+                self.tracker.summary(rounds[-1].metrics)
+        finally:
+            self.tracker.finish()
+        return rounds
+
+    def run_round(self, r: int) -> Round:
+        """One round, top to bottom; each phase is skipped when already done with the same inputs."""
+        rd = Round(index=r)
+        t_round = time.perf_counter()
+        if r == 0:
+            self.phase(rd, "data", [], self.make_data)
+            self.phase(rd, "build", [], self.build_student)
+        else:
+            prev = self.store.round_dir(r - 1)
+            self.phase(rd, "examine", [prev / "eval_probe.jsonl", prev / "items.jsonl"], self.examine)
+            self.phase(rd, "question", [self.file(r, "profile.json")], self.question)
+            self.phase(rd, "answer", [self.file(r, "candidates.jsonl")], self.answer)
+            self.phase(rd, "assess", [self.file(r, "answered.jsonl")], self.assess)
+            self.phase(
+                rd, "filter", [self.file(r, "assessed.jsonl"), prev / "model" / "model.safetensors"], self.filter
+            )
+        self.phase(rd, "train", self.pool_files(r), self.train)
+        self.phase(rd, "evaluate", [self.file(r, "model/model.safetensors")], self.evaluate)
+        rd.times["round"] = time.perf_counter() - t_round
+        self.phase(rd, "log", [self.file(r, "eval_test.jsonl")], self.log)
+        rd.metrics = json.loads(self.file(r, "summary.json").read_text())["metrics"]
+        rd.times = {**json.loads(self.file(r, "summary.json").read_text())["times"], **rd.times}
+        return rd
+
+    def phase(self, rd: Round, name: str, inputs: Sequence[Path], fn: Callable[[int], dict | None]) -> None:
+        """Run `fn(round)` unless the manifest says it is done with the same inputs."""
+        r = rd.index
+        fp = fingerprint(self.cfg_fp, name, *inputs)
+        if self.store.is_done(r, name, fp):
+            entry = self.store.phase(r, name) or {}
+            rd.times[name] = float(entry.get("stats", {}).get("seconds", 0.0))
+            return
+        self.store.mark_started(r, name, fp)
+        t0 = time.perf_counter()
+        stats = fn(r) or {}
+        stats["seconds"] = time.perf_counter() - t0
+        rd.times[name] = stats["seconds"]
+        self.store.mark_done(r, name, fp, stats=stats)
+
+    def hold(self, r: int, name: str) -> None:
+        """The test hook (see HOLD_ENV): wait here to be killed."""
+        if os.environ.get(HOLD_ENV) == f"round_{r:03d}/{name}":
+            console.print(f"[test hook] holding in round {r} phase {name}")
+            time.sleep(3600)
+
+    def file(self, r: int, name: str) -> Path:
+        """A path inside round r's folder."""
+        return self.store.round_dir(r) / name
+
+    def stop_reason(self, rounds: list[Round]) -> str | None:
+        """The first stopping rule that fires, or None."""
+        rc = self.cfg.rounds
+        last = rounds[-1]
+        acc = last.metrics.get("test/accuracy", 0.0)
+        if rc.target_accuracy is not None and acc >= rc.target_accuracy:
+            return f"target accuracy {rc.target_accuracy} reached ({acc:.3f})"
+        if len(rounds) > rc.plateau_rounds:
+            best_before = max(x.metrics.get("test/accuracy", 0.0) for x in rounds[: -rc.plateau_rounds])
+            recent = max(x.metrics.get("test/accuracy", 0.0) for x in rounds[-rc.plateau_rounds :])
+            if recent < best_before + rc.plateau_delta:
+                return f"plateau: no gain over {best_before:.3f} in {rc.plateau_rounds} rounds"
+        total = sum(int(x.metrics.get("synth/kept", 0)) for x in rounds)
+        if self.cfg.synthesis.max_total is not None and total >= self.cfg.synthesis.max_total:
+            return f"synthesis budget spent ({total} >= {self.cfg.synthesis.max_total} items)"
+        return None
+
+    # -- round 0 -----------------------------------------------------------------------------------
+    def make_data(self, r: int) -> dict:
+        """The seed (skewed by `task.seed_overrides`) and the held-out test set, disjoint by construction."""
+        t = self.cfg.task
+        counts = {p: t.seed_overrides.get(p, t.seed_per_point) for p in self.points}
+        seed = generate_items(self.cfg.seed, counts, t.difficulty, split="seed", strict=False)
+        for item in seed:
+            item.update(source="seed", round=0, strategy=None, parent_id=None, kept=True, drop_reason=None)
+        test = generate_items(
+            self.cfg.seed,
+            {p: t.test_per_point for p in self.points},
+            t.difficulty,
+            split="test",
+            exclude={str(i["instruction"]) for i in seed},
+            strict=False,
+        )
+        self.hold(r, "data")
+        write_jsonl(self.root / "test.jsonl", test)
+        write_jsonl(self.file(0, "items.jsonl"), seed)
+        return {"seed": len(seed), "test": len(test)}
+
+    def build_student(self, r: int) -> dict:
+        """The base student: built from scratch for 'tiny' (into a temporary folder, then renamed)."""
+        if self.cfg.student.model != "tiny":
+            return {"base": self.cfg.student.model}
+        tmp, final = self.root / "base.tmp", self.root / "base"
+        for stale in (tmp, final):
+            if stale.exists():
+                shutil.rmtree(stale)
+        build_student(self.cfg, tmp)
+        self.hold(r, "build")
+        os.replace(tmp, final)
+        return {"base": str(final)}
+
+    def base_model(self) -> Path:
+        """Where the base student lives."""
+        return self.root / "base" if self.cfg.student.model == "tiny" else Path(self.cfg.student.model)
+
+    # -- round r >= 1 ------------------------------------------------------------------------------
+    def examine(self, r: int) -> dict:
+        """Weakness profile from the previous round's probes; counts what each node was fed."""
+        probes = read_jsonl(self.file(r - 1, "eval_probe.jsonl")).rows
+        prev_path = self.file(r - 1, "profile.json")
+        previous = WeaknessProfile.from_json(json.loads(prev_path.read_text())) if prev_path.exists() else None
+        profile = self.examiner.examine(probes, r, previous)
+        refined = {str(x["point"]) for x in profile.refinements}
+        for item in read_jsonl(self.file(r - 1, "items.jsonl")).rows:
+            if item.get("source") == "synthetic" and item.get("kept"):
+                node = node_of(item, refined)
+                profile.fed[node] = profile.fed.get(node, 0) + 1
+        self.hold(r, "examine")
+        write_text_atomic(self.file(r, "profile.json"), json.dumps(profile.to_json(), indent=1))
+        weak = [n.node for n in profile.nodes if n.weak]
+        return {"weak_nodes": len(weak), "refinements": len(profile.refinements)}
+
+    def question(self, r: int) -> dict:
+        """Candidate items for the weak spots."""
+        profile = WeaknessProfile.from_json(json.loads(self.file(r, "profile.json").read_text()))
+        failures = [p for p in read_jsonl(self.file(r - 1, "eval_probe.jsonl")).rows if not p["correct"]]
+        candidates = self.questioner.question(profile, failures, self.cfg.synthesis.budget_per_round, r)
+        self.hold(r, "question")
+        write_jsonl(self.file(r, "candidates.jsonl"), candidates)
+        return {"candidates": len(candidates)}
+
+    def answer(self, r: int) -> dict:
+        """The teacher answers every candidate."""
+        answered = self.teacher.answer(read_jsonl(self.file(r, "candidates.jsonl")).rows)
+        self.hold(r, "answer")
+        write_jsonl(self.file(r, "answered.jsonl"), answered)
+        return {"answered": sum(bool(a["output"]) for a in answered)}
+
+    def assess(self, r: int) -> dict:
+        """The Assessor curates: malformed items and teacher/reference disagreements are dropped."""
+        kept, dropped = self.assessor.curate(read_jsonl(self.file(r, "answered.jsonl")).rows)
+        self.hold(r, "assess")
+        write_jsonl(self.file(r, "assessed.jsonl"), kept)
+        write_jsonl(self.file(r, "dropped_assess.jsonl"), dropped)
+        return {"kept": len(kept), "dropped": len(dropped)}
+
+    def filter(self, r: int) -> dict:
+        """Dedup against the pool, decontaminate against probes and test, IFD by the student of r-1."""
+        items = read_jsonl(self.file(r, "assessed.jsonl")).rows
+        evaluation = read_jsonl(self.root / "test.jsonl").rows
+        for k in range(r):
+            evaluation += read_jsonl(self.file(k, "eval_probe.jsonl")).rows
+        kept, dropped = dedup_and_decontaminate(items, self.pool(r - 1), evaluation)
+        ifd_seconds = 0.0
+        if self.cfg.ifd.enabled and kept:
+            t0 = time.perf_counter()
+            scores = self.score_ifd(self.file(r - 1, "model"), kept)
+            ifd_seconds = time.perf_counter() - t0
+            kept, ifd_dropped = apply_ifd(kept, scores, self.cfg.ifd.threshold, self.cfg.ifd.top_share)
+            dropped += ifd_dropped
+        else:
+            kept = [{**k, "kept": True, "drop_reason": None} for k in kept]
+        dropped += read_jsonl(self.file(r, "dropped_assess.jsonl")).rows
+        self.hold(r, "filter")
+        write_jsonl(self.file(r, "items.jsonl"), kept + dropped)
+        return {"kept": len(kept), "dropped": len(dropped), "compute_seconds": ifd_seconds}
+
+    def score_ifd(self, model_dir: Path, items: Sequence[Record]) -> list:
+        """IFD of items by a student (in this process: the model is small or the GPU is free here)."""
+        from trainers.ifd import score_ifd
+        from trainers.tiny import load_student
+
+        model, tokenizer = load_student(model_dir, device=resolve_device(self.cfg.student.device))
+        scores = score_ifd(
+            model,
+            tokenizer,
+            items,
+            template=self.cfg.student.template,
+            max_length=self.cfg.student.max_length,
+            batch_size=self.cfg.ifd.batch_size,
+        )
+        del model
+        return scores
+
+    # -- every round -------------------------------------------------------------------------------
+    def pool_files(self, r: int) -> list[Path]:
+        """The item files whose kept rows make up round r's training pool."""
+        return [self.file(k, "items.jsonl") for k in range(r + 1)]
+
+    def pool(self, r: int) -> list[Record]:
+        """Seed + every kept synthetic item of rounds 1..r."""
+        return [row for f in self.pool_files(r) for row in read_jsonl(f).rows if row.get("kept")]
+
+    def train(self, r: int) -> dict:
+        """SFT with DeepSpeed on the pool, from the base or from the previous student."""
+        t0 = time.perf_counter()
+        pool = self.pool(r)
+        data = self.file(r, "train.jsonl")
+        write_jsonl(data, [{"instruction": p["instruction"], "output": p["output"]} for p in pool])
+        start = self.base_model() if self.cfg.training.from_base or r == 0 else self.file(r - 1, "model")
+        out = self.file(r, "sft")
+        stats = train_student(self.cfg, start, data, out, self.tracker, label=f"round {r} train", len_pool=len(pool))
+        self.hold(r, "train")
+        final = self.file(r, "model")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(out / "model", final)
+        # The whole child (start-up, DeepSpeed init, the loop, the save) is model work, not orchestration.
+        return {**stats, "pool": len(pool), "compute_seconds": time.perf_counter() - t0}
+
+    def evaluate(self, r: int) -> dict:
+        """Fresh probes (never trained on, never in the test) and the held-out test, graded."""
+        t = self.cfg.task
+        test = read_jsonl(self.root / "test.jsonl").rows
+        seen = {str(x["instruction"]) for x in test} | {str(x["instruction"]) for x in self.pool(r)}
+        probes = generate_items(
+            self.cfg.seed,
+            {p: t.probe_per_point for p in self.points},
+            t.difficulty,
+            split=f"probe{r}",
+            exclude=seen,
+            strict=False,
+        )
+        t0 = time.perf_counter()
+        answered = evaluate(self.cfg, self.file(r, "model"), probes + test, f"round {r} evaluate")
+        seconds = time.perf_counter() - t0
+        graded = self.assessor.grade(answered)
+        self.hold(r, "evaluate")
+        write_jsonl(self.file(r, "eval_probe.jsonl"), graded[: len(probes)])
+        write_jsonl(self.file(r, "eval_test.jsonl"), graded[len(probes) :])
+        return {"probes": len(probes), "test": len(test), "compute_seconds": seconds}
+
+    def log(self, r: int) -> dict:
+        """Round metrics to metrics.jsonl and W&B, tables of failures and new items, summary.json."""
+        test = read_jsonl(self.file(r, "eval_test.jsonl")).rows
+        probes = read_jsonl(self.file(r, "eval_probe.jsonl")).rows
+        items = read_jsonl(self.file(r, "items.jsonl")).rows
+        metrics: dict[str, float] = {**accuracy_metrics(test, "test"), **accuracy_metrics(probes, "probe")}
+        for point, acc in _by(test, "knowledge_point").items():
+            metrics[f"test/point/{point}"] = acc
+        synthetic = [i for i in items if i.get("source") == "synthetic"]
+        kept = [i for i in synthetic if i.get("kept")]
+        drops = Counter(str(i.get("drop_reason")).split(":")[0] for i in synthetic if not i.get("kept"))
+        ifds = [float(i["ifd"]) for i in synthetic if i.get("ifd") is not None]
+        metrics.update(
+            {
+                "synth/candidates": len(synthetic),
+                "synth/kept": len(kept),
+                "synth/dropped": len(synthetic) - len(kept),
+                **{f"synth/dropped/{k.replace(' ', '_')}": v for k, v in drops.items()},
+                "pool/size": len(self.pool(r)),
+            }
+        )
+        if ifds:
+            metrics.update({"ifd/mean": statistics.fmean(ifds), "ifd/median": statistics.median(ifds)})
+        entries = {k: v for k, v in self.store.manifest["phases"].items() if k.startswith(f"round_{r:03d}/")}  # type: ignore[union-attr]
+        times = {k.split("/")[1]: float(v.get("stats", {}).get("seconds", 0.0)) for k, v in entries.items()}
+        compute = sum(float(v.get("stats", {}).get("compute_seconds", 0.0)) for v in entries.values())
+        wall = sum(times.values())
+        metrics.update({f"time/{k}": v for k, v in times.items()})
+        metrics["time/round"] = wall
+        metrics["time/orchestration_share"] = max(0.0, wall - compute) / wall if wall else 0.0
+        assert self.tracker is not None
+        self.hold(r, "log")
+        self.tracker.log(metrics, round=r)
+        self.tracker.log_table("test/failures", [f for f in test if not f["correct"]][:200], round=r)
+        if synthetic:
+            self.tracker.log_table("synth/items", synthetic[:500], round=r)
+        if ifds:
+            self.tracker.log_histogram("ifd/hist", ifds, round=r)
+        write_text_atomic(
+            self.file(r, "summary.json"),
+            json.dumps({"round": r, "metrics": metrics, "times": times, "drops": dict(drops)}, indent=1),
+        )
+        return {}
+
+
+def _by(records: Sequence[Record], key: str) -> dict[str, float]:
+    from loop.evaluate import accuracy_by
+
+    return accuracy_by(records, key)
+
+
+def start_run(cfg: RunConfig) -> tuple[Path, list[Round]]:
+    """A new run directory, then its rounds."""
+    run_dir = default_run_dir(cfg)
+    store = RunStore(run_dir)
+    store.create(dump_config(cfg), cfg.name)
+    console.print(f"[bold]gaploop run[/] {cfg.name} -> {run_dir}  (resume with: gaploop resume {run_dir})")
+    return run_dir, Runner(cfg, store).execute()
+
+
+def resume_run(run_dir: str | Path) -> list[Round]:
+    """Continue a run from its directory with the config saved there."""
+    store = RunStore(run_dir)
+    _ = store.manifest  # a missing or corrupt manifest fails here, before any work
+    cfg_path = Path(run_dir) / "config.yaml"
+    cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
+    done = [k for k, v in store.manifest["phases"].items() if v.get("status") == "done"]  # type: ignore[union-attr]
+    console.print(f"[bold]gaploop resume[/] {run_dir}: {len(done)} phases already done")
+    return Runner(cfg, store).execute()

@@ -1,0 +1,121 @@
+"""Student-side operations of a round: build the base student, train it, answer items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from agents.tasks.world import generate_items, points_for
+from loop.config import RunConfig
+from loop.console import progress_bar
+from loop.evaluate import answer_items
+from loop.tracking import Tracker
+from trainers.inference import make_generator
+from trainers.sft import SFTJob, launch_sft
+from trainers.tiny import TinySpec, build_tiny_student
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda when available, else cpu."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def build_student(cfg: RunConfig, out: Path) -> Path:
+    """The base student: the configured HF model, or a tiny one built on the task's text."""
+    if cfg.student.model != "tiny":
+        return Path(cfg.student.model)
+    points = cfg.task.points or points_for()
+    # Every difficulty level, so the tokenizer covers the harder items later rounds may ask.
+    texts = [
+        f"{i['instruction']}\n{i['output']}"
+        for level in (1, 2, 3)
+        for i in generate_items(cfg.seed, {p: 60 for p in points}, level, split=f"tokenizer{level}", strict=False)
+    ]
+    t = cfg.student.tiny
+    spec = TinySpec(
+        vocab_size=t.vocab_size,
+        hidden_size=t.hidden_size,
+        num_layers=t.num_layers,
+        num_heads=t.num_heads,
+        intermediate_size=t.intermediate_size,
+        max_position=t.max_position,
+        seed=cfg.seed,
+    )
+    return build_tiny_student(out, texts, spec)
+
+
+def evaluate(cfg: RunConfig, model_dir: Path, items: list[dict[str, object]], label: str) -> list[dict]:
+    """Greedy answers of the student in `model_dir` to `items`, with a progress bar."""
+    device = resolve_device(cfg.student.device)
+    with (
+        make_generator(model_dir, backend=cfg.student.inference_backend, device=device) as gen,
+        progress_bar() as bar,
+    ):
+        task = bar.add_task(label, total=len(items), info="")
+        return answer_items(
+            gen,
+            items,
+            cfg.student.template,
+            cfg.student.max_new_tokens,
+            progress=lambda n: bar.advance(task, n),
+        )
+
+
+def train_student(
+    cfg: RunConfig,
+    start: Path,
+    data: Path,
+    out: Path,
+    tracker: Tracker | None,
+    label: str = "train (DeepSpeed)",
+    len_pool: int | None = None,
+) -> dict[str, float]:
+    """SFT with DeepSpeed in a child process from `start` on `data`, following its progress.
+
+    Training curves go to the tracker under a global step that keeps counting across rounds.
+    """
+    t = cfg.training
+    job = SFTJob(
+        model_path=str(start),
+        data_path=str(data),
+        output_dir=str(out),
+        template=cfg.student.template,
+        max_length=cfg.student.max_length,
+        epochs=t.epochs,
+        max_steps=t.max_steps,
+        micro_batch_size=t.micro_batch_size,
+        grad_accum=t.grad_accum,
+        lr=t.lr,
+        lr_schedule=t.lr_schedule,
+        warmup_ratio=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=cfg.seed,
+        zero_stage=t.zero_stage,
+        precision=t.precision,
+        log_every=5,
+    )
+    offset = 0
+    if tracker is not None:
+        offset = max((int(row.get("train/global_step", 0)) for row in tracker.rows), default=0)
+    with progress_bar() as bar:
+        task = bar.add_task(label, total=None, info=f"pool {len_pool}" if len_pool else "starting")
+
+        def on_progress(ev: dict[str, object]) -> None:
+            if "step" not in ev or "loss" not in ev:
+                return
+            bar.update(task, completed=ev["step"], total=ev.get("total_steps"), info=f"loss {ev['loss']:.3f}")
+            if tracker is not None:
+                tracker.log({"train/loss": ev["loss"], "train/lr": ev.get("lr")}, step=offset + int(ev["step"]))
+
+        res = launch_sft(job, launcher=t.launcher, num_gpus=t.num_gpus, hostfile=t.hostfile, on_progress=on_progress)
+    return {
+        "steps": res.steps,
+        "first_loss": res.first_loss,
+        "last_loss": res.tail_loss,
+        "tokens_per_s": res.tokens_per_s,
+        "seconds": res.seconds,
+    }
