@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import pytest
+
+from agents.assessor import WorldAssessor, error_type
+from agents.questioner import WorldQuestioner, allocate
+from agents.roles import NodeStats, WeaknessProfile
+from agents.tasks.world import solve
+from agents.teacher import WorldOracle
+
+
+def _node(point: str, acc: float, history: list[float] | None = None) -> NodeStats:
+    return NodeStats(point, point, None, 30, round(acc * 30), acc, 0.0, 1.0, history or [], acc < 0.8)
+
+
+def _profile(nodes: list[NodeStats], fed: dict[str, int] | None = None) -> WeaknessProfile:
+    return WeaknessProfile(round=1, nodes=nodes, fed=fed or {})
+
+
+def test_allocate_is_exact_and_proportional() -> None:
+    assert allocate({"a": 1, "b": 1, "c": 2}, 8) == {"a": 2, "b": 2, "c": 4}
+    assert sum(allocate({"a": 0.3, "b": 0.3, "c": 0.3}, 10).values()) == 10
+    assert allocate({"a": 0.0}, 5) == {}
+
+
+def test_weakness_follows_failure_and_random_is_uniform() -> None:
+    prof = _profile([_node("cmp.max", 0.0), _node("seq.last", 0.5), _node("num.next", 1.0)])
+    items = WorldQuestioner("weakness", 0, 2).question(prof, [], 90, 1)
+    by = {p: sum(i["knowledge_point"] == p for i in items) for p in ("cmp.max", "seq.last", "num.next")}
+    assert by == {"cmp.max": 60, "seq.last": 30, "num.next": 0}
+    rnd = WorldQuestioner("random", 0, 2, points=["cmp.max", "seq.last", "num.next"]).question(prof, [], 90, 1)
+    assert {i["knowledge_point"] for i in rnd} == {"cmp.max", "seq.last", "num.next"} and len(rnd) == 90
+
+
+def test_frontier_curriculum_parking_and_mastery() -> None:
+    nodes = [
+        _node("cmp.max", 0.5),  # frontier
+        _node("seq.last", 0.0),  # stuck, never fed: curriculum one level down
+        _node("add.carry", 0.0, history=[0.0, 0.03]),  # stuck after being fed: parked
+        _node("num.next", 0.97),  # mastered
+    ]
+    items = WorldQuestioner("frontier", 0, 2).question(_profile(nodes, {"add.carry": 120}), [], 100, 3)
+    points = {i["knowledge_point"] for i in items}
+    assert points == {"cmp.max", "seq.last"}
+    assert {i["difficulty"] for i in items if i["knowledge_point"] == "seq.last"} == {1}
+    assert {i["difficulty"] for i in items if i["knowledge_point"] == "cmp.max"} == {2}
+    assert all(i["why"] and i["strategy"] == "frontier" and i["source"] == "synthetic" for i in items)
+
+
+def test_llm2llm_one_item_per_failure_with_parent() -> None:
+    failures = [
+        {"id": f"probe-{i}", "knowledge_point": "cmp.max", "facet": "first is the answer", "difficulty": 2}
+        for i in range(5)
+    ]
+    items = WorldQuestioner("llm2llm", 0, 2).question(_profile([]), failures, 100, 1)
+    assert [i["parent_id"] for i in items] == [f"probe-{i}" for i in range(5)]
+    assert all(i["facet"] == "first is the answer" for i in items)
+    assert len(WorldQuestioner("llm2llm", 0, 2).question(_profile([]), failures, 3, 1)) == 3
+
+
+def test_deterministic_and_bad_strategy() -> None:
+    prof = _profile([_node("cmp.max", 0.5)])
+    assert WorldQuestioner("frontier", 1, 2).question(prof, [], 20, 2) == WorldQuestioner("frontier", 1, 2).question(
+        prof, [], 20, 2
+    )
+    with pytest.raises(ValueError, match="allowed: llm2llm"):
+        WorldQuestioner("best", 0, 2)
+
+
+def test_teacher_and_assessor_curate_with_reasons() -> None:
+    cands = [
+        {"id": "a", "instruction": "What is 2 + 3?", "reference": "5"},
+        {"id": "b", "instruction": "What is 2 + 3?", "reference": "6"},
+        {"id": "c", "instruction": "Tell me a story.", "reference": None},
+        {"id": "d", "instruction": " ", "reference": None},
+    ]
+    answered = WorldOracle().answer(cands)
+    assert answered[0]["output"] == "5" == solve("What is 2 + 3?")
+    kept, dropped = WorldAssessor().curate(answered)
+    assert [k["id"] for k in kept] == ["a"]
+    reasons = {d["id"]: d["drop_reason"] for d in dropped}
+    assert reasons == {
+        "b": "teacher answer disagrees with the reference",
+        "c": "malformed: no answer from the teacher",
+        "d": "malformed: empty instruction",
+    }
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "label"),
+    [
+        ("52", "52", None),
+        ("", "52", "empty"),
+        ("fifty", "52", "format"),
+        ("520", "52", "wrong length"),
+        ("53", "52", "off by one"),
+        ("42", "52", "wrong carry"),
+        ("57", "52", "wrong digit"),
+        ("a u y", "u a y", "wrong order"),
+        ("u a", "u a y", "wrong length"),
+        ("odd", "even", "wrong value"),
+    ],
+)
+def test_error_types(pred: str, gold: str, label: str | None) -> None:
+    assert error_type(pred, gold) == label
+    graded = WorldAssessor().grade([{"prediction": pred, "output": gold}])[0]
+    assert graded["correct"] is (label is None) and graded["error_type"] == label
