@@ -49,7 +49,11 @@ class WorldExaminer:
                 history.setdefault(f"{r['point']}|{facet}", history.get(str(r["point"]), []))
         nodes = self._stats(evals, refined, history)
         return WeaknessProfile(
-            round=round, nodes=nodes, refinements=refinements, fed=dict(previous.fed) if previous else {}
+            round=round,
+            nodes=nodes,
+            refinements=refinements,
+            fed=dict(previous.fed) if previous else {},
+            fed_rounds=dict(previous.fed_rounds) if previous else {},
         )
 
     def _stats(self, evals: Sequence[Record], refined: set[str], history: dict[str, list[float]]) -> list[NodeStats]:

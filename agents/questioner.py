@@ -104,29 +104,30 @@ class WorldQuestioner:
         weights: dict[tuple[str, str | None, int], float] = {}
         reasons: dict[tuple[str, str | None, int], str] = {}
         for node in profile.nodes:
-            key, weight, why = self._weigh(node, profile.fed.get(node.node, 0))
-            if weight > 0:
-                weights[key] = weight
-                reasons[key] = why
+            for key, weight, why in self._weigh(node, profile.fed_rounds.get(node.node, 0)):
+                if weight > 0:
+                    weights[key] = weights.get(key, 0.0) + weight
+                    reasons[key] = why
         return allocate(weights, budget), reasons
 
-    def _weigh(self, node: NodeStats, fed: int) -> tuple[tuple[str, str | None, int], float, str]:
+    def _weigh(self, node: NodeStats, fed_rounds: int) -> list[tuple[tuple[str, str | None, int], float, str]]:
         p = node.accuracy
         key = (node.point, node.facet, self.difficulty)
         if self.strategy == "weakness":
-            return key, 1.0 - p, f"failure rate {1 - p:.2f}"
+            return [(key, 1.0 - p, f"failure rate {1 - p:.2f}")]
         # frontier
         if p >= self.mastered:
-            return key, 0.0, "mastered"
-        rounds_fed = len(node.history)
+            return [(key, 0.0, "mastered")]
         if p <= self.stuck:
-            stalled = rounds_fed >= self.patience and max(node.history[-self.patience :], default=0) <= self.stuck
-            if fed > 0 and stalled:
-                return key, 0.0, f"parked: fed {fed} items, no progress in {self.patience} rounds"
+            recent = node.history[-fed_rounds:] if fed_rounds else []
+            if fed_rounds >= self.patience and max([p, *recent]) <= self.stuck:
+                return [(key, 0.0, f"parked: fed in {fed_rounds} rounds without progress")]
             easier = max(LEVELS[0], self.difficulty - 1)
-            return (node.point, node.facet, easier), 0.25, f"stuck at {p:.2f}: curriculum at level {easier}"
+            why = f"stuck at {p:.2f}: curriculum, half at level {easier}"
+            # Half one level down (a foothold), half at the target level (so it transfers).
+            return [((node.point, node.facet, easier), 0.125, why), (key, 0.125, why)]
         gain = max(0.0, node.progress)
-        return key, p * (1 - p) + self.progress_weight * gain, f"frontier p={p:.2f}, progress {gain:+.2f}"
+        return [(key, p * (1 - p) + self.progress_weight * gain, f"frontier p={p:.2f}, progress {gain:+.2f}")]
 
     # -- items --------------------------------------------------------------------------------------
     def _item(
@@ -140,7 +141,12 @@ class WorldQuestioner:
         parent: str | None,
         why: str,
     ) -> Record:
-        question, reference = sample_item(rng, point, level, facet)
+        try:
+            question, reference = sample_item(rng, point, level, facet, max_tries=300)
+        except RuntimeError:
+            # The facet does not occur at this level (e.g. a two-digit answer on the easiest level).
+            question, reference = sample_item(rng, point, level)
+            why = f"{why}; facet {facet!r} absent at level {level}, any facet"
         kp = get_point(point)
         return {
             "id": f"r{round:03d}-{self.strategy}-{index:05d}",

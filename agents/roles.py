@@ -48,6 +48,7 @@ class WeaknessProfile:
     nodes: list[NodeStats]
     refinements: list[Record] = field(default_factory=list)  # every split so far, with why
     fed: dict[str, int] = field(default_factory=dict)  # synthetic items given to each node so far
+    fed_rounds: dict[str, int] = field(default_factory=dict)  # rounds in which each node was given items
 
     def to_json(self) -> Record:
         """A JSON-able dict (stored as round_NNN/profile.json)."""
@@ -56,6 +57,7 @@ class WeaknessProfile:
             "nodes": [asdict(n) for n in self.nodes],
             "refinements": self.refinements,
             "fed": self.fed,
+            "fed_rounds": self.fed_rounds,
         }
 
     @classmethod
@@ -66,6 +68,7 @@ class WeaknessProfile:
             nodes=[NodeStats(**n) for n in data["nodes"]],  # type: ignore[union-attr]
             refinements=list(data.get("refinements", [])),  # type: ignore[arg-type]
             fed=dict(data.get("fed", {})),  # type: ignore[arg-type]
+            fed_rounds=dict(data.get("fed_rounds", {})),  # type: ignore[arg-type]
         )
 
 

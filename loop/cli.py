@@ -29,7 +29,7 @@ OverridesArg = Annotated[
 
 def _quiet_libraries() -> None:
     """Our own progress bars say what is happening; the libraries' per-load bars are noise."""
-    _quiet_libraries()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("WANDB_SILENT", "true")
     from transformers.utils import logging as hf_logging
 

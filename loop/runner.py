@@ -213,10 +213,14 @@ class Runner:
         previous = WeaknessProfile.from_json(json.loads(prev_path.read_text())) if prev_path.exists() else None
         profile = self.examiner.examine(probes, r, previous)
         refined = {str(x["point"]) for x in profile.refinements}
+        fed_now: set[str] = set()
         for item in read_jsonl(self.file(r - 1, "items.jsonl")).rows:
             if item.get("source") == "synthetic" and item.get("kept"):
                 node = node_of(item, refined)
                 profile.fed[node] = profile.fed.get(node, 0) + 1
+                fed_now.add(node)
+        for node in fed_now:
+            profile.fed_rounds[node] = profile.fed_rounds.get(node, 0) + 1
         self.hold(r, "examine")
         write_text_atomic(self.file(r, "profile.json"), json.dumps(profile.to_json(), indent=1))
         weak = [n.node for n in profile.nodes if n.weak]

@@ -39,10 +39,12 @@ def test_frontier_curriculum_parking_and_mastery() -> None:
         _node("add.carry", 0.0, history=[0.0, 0.03]),  # stuck after being fed: parked
         _node("num.next", 0.97),  # mastered
     ]
-    items = WorldQuestioner("frontier", 0, 2).question(_profile(nodes, {"add.carry": 120}), [], 100, 3)
+    profile = _profile(nodes, {"add.carry": 120})
+    profile.fed_rounds = {"add.carry": 2}
+    items = WorldQuestioner("frontier", 0, 2).question(profile, [], 100, 3)
     points = {i["knowledge_point"] for i in items}
     assert points == {"cmp.max", "seq.last"}
-    assert {i["difficulty"] for i in items if i["knowledge_point"] == "seq.last"} == {1}
+    assert {i["difficulty"] for i in items if i["knowledge_point"] == "seq.last"} == {1, 2}
     assert {i["difficulty"] for i in items if i["knowledge_point"] == "cmp.max"} == {2}
     assert all(i["why"] and i["strategy"] == "frontier" and i["source"] == "synthetic" for i in items)
 
@@ -105,3 +107,10 @@ def test_error_types(pred: str, gold: str, label: str | None) -> None:
     assert error_type(pred, gold) == label
     graded = WorldAssessor().grade([{"prediction": pred, "output": gold}])[0]
     assert graded["correct"] is (label is None) and graded["error_type"] == label
+
+
+def test_a_facet_missing_at_the_curriculum_level_falls_back_to_the_point() -> None:
+    node = NodeStats("word.add|answer has 2 chars", "word.add", "answer has 2 chars", 30, 0, 0.0, 0.0, 0.1, [], True)
+    items = WorldQuestioner("frontier", 0, 2).question(_profile([node]), [], 10, 1)
+    assert len(items) == 10 and {i["difficulty"] for i in items} == {1, 2}
+    assert all("absent at level 1" in i["why"] for i in items if i["difficulty"] == 1)

@@ -1,0 +1,94 @@
+"""Targeted synthesis against the random control at the same budget.
+
+Runs `gaploop run` for each strategy and seed (each run in its own process and run directory; a run
+that already finished is read back, an interrupted one is resumed), then prints mean and spread of
+round-0 and final held-out test accuracy per strategy, and each strategy's gain over `random`.
+
+    .venv/bin/python scripts/bench_ablation.py [--seeds 0 1 2] [--strategies random llm2llm weakness frontier]
+        [--out runs/ablation] [CONFIG] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def final_metrics(run_dir: Path) -> dict[str, dict[str, float]] | None:
+    """Round-0 and last-round metrics of a finished run, else None."""
+    manifest = run_dir / "manifest.json"
+    if not manifest.exists() or json.loads(manifest.read_text()).get("status") != "finished":
+        return None
+    rows = sorted(run_dir.glob("round_*/summary.json"))
+    first, last = (json.loads(rows[i].read_text())["metrics"] for i in (0, -1))
+    return {"first": first, "last": last, "rounds": len(rows)}
+
+
+def run_one(run_dir: Path, config: list[str], overrides: list[str]) -> float:
+    """Run (or resume) one configuration; returns wall seconds."""
+    gaploop = str(Path(sys.executable).parent / "gaploop")
+    env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
+    if (run_dir / "manifest.json").exists():
+        cmd = [gaploop, "resume", str(run_dir)]
+    else:
+        cmd = [gaploop, "run", *config, f"run_dir={run_dir}", "tracking.wandb_mode=disabled", *overrides]
+    t0 = time.perf_counter()
+    log = run_dir.with_suffix(".log")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as fh:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--strategies", nargs="+", default=["random", "llm2llm", "weakness", "frontier"])
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "ablation")
+    ap.add_argument("rest", nargs="*", help="an optional config file, then key=value overrides")
+    args = ap.parse_args()
+    config = [a for a in args.rest[:1] if "=" not in a]
+    overrides = [a for a in args.rest if "=" in a]
+
+    results: dict[str, list[dict]] = {s: [] for s in args.strategies}
+    for seed in args.seeds:
+        for strategy in args.strategies:
+            run_dir = args.out / f"{strategy}-s{seed}"
+            got = final_metrics(run_dir)
+            if got is None:
+                secs = run_one(run_dir, config, [f"seed={seed}", f"synthesis.strategy={strategy}", *overrides])
+                got = final_metrics(run_dir)
+                assert got is not None, run_dir
+                print(f"{strategy:9s} seed {seed}: {got['last']['test/accuracy']:.3f} ({secs:.0f}s)", flush=True)
+            results[strategy].append(got)
+
+    def stats(values: list[float]) -> str:
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
+
+    base = [r["last"]["test/accuracy"] for r in results.get("random", [])]
+    print(f"\nfinal held-out test accuracy over seeds {args.seeds} ({', '.join(overrides) or 'default config'})")
+    print(f"{'strategy':10s} {'round 0':>15s} {'final':>15s} {'min':>7s} {'max':>7s} {'vs random':>10s} {'per seed'}")
+    for strategy, runs in results.items():
+        first = [r["first"]["test/accuracy"] for r in runs]
+        last = [r["last"]["test/accuracy"] for r in runs]
+        gain = statistics.fmean(last) - statistics.fmean(base) if base else float("nan")
+        per_seed = " ".join(f"{x:.3f}" for x in last)
+        print(
+            f"{strategy:10s} {stats(first):>15s} {stats(last):>15s} {min(last):7.3f} {max(last):7.3f} "
+            f"{gain:+10.3f} {per_seed}"
+        )
+
+
+if __name__ == "__main__":
+    main()
