@@ -1,13 +1,15 @@
-# The two commands of the README: `make demo` runs the embedded default, `make test` runs the tests.
+# The two commands of the README: `make run` runs the embedded default, `make test` runs the tests.
 # Both build .venv first (once; scripts/bootstrap.sh is idempotent).
 VENV := .venv
 BIN := $(VENV)/bin
-export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo test lint format
+.PHONY: venv run demo test lint format
 venv:
 	@bash scripts/bootstrap.sh
+
+run: venv
+	$(BIN)/gaploop run
 
 demo: venv
 	$(BIN)/gaploop demo

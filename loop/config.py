@@ -125,6 +125,7 @@ class TrainingConfig(_Node):
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
+    group_by_length: bool = Field(False, description="batch rows of similar length (less padding, less mixing)")
     zero_stage: Literal[0, 1, 2, 3] = 0
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     launcher: Literal["auto", "python", "deepspeed"] = "auto"

@@ -68,5 +68,5 @@ def status_table(run_dir: Path) -> Table:
         )
     running = [k for k, v in manifest["phases"].items() if v["status"] == "running"]
     if running:
-        table.caption = f"interrupted in: {', '.join(running)} (gaploop resume {run_dir})"
+        table.caption = f"running, or interrupted, in: {', '.join(running)} (gaploop resume {run_dir})"
     return table

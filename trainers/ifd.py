@@ -124,9 +124,7 @@ def reference_ifd(
             output, return_tensors="pt", truncation=True, max_length=max_length - prompt_len + 1
         ).to(device)
         loss_alone = model(ids_alone, labels=ids_alone).loss.item()
-        ids_cond = tokenizer.encode(whole, return_tensors="pt", truncation=True, max_length=max_length).to(
-            device
-        )
+        ids_cond = tokenizer.encode(whole, return_tensors="pt", truncation=True, max_length=max_length).to(device)
         start = len(tokenizer.encode(whole[: whole.rfind(output)]))
         labels = ids_cond.clone()
         labels[0, :start] = IGNORE_INDEX
@@ -222,12 +220,8 @@ def _build_sequences(
     return seqs
 
 
-def _encode_one(
-    tokenizer: PreTrainedTokenizerBase, text: str, add_special: bool, max_length: int
-) -> list[int]:
-    return list(
-        tokenizer.encode(text, add_special_tokens=add_special, truncation=True, max_length=max_length)
-    )
+def _encode_one(tokenizer: PreTrainedTokenizerBase, text: str, add_special: bool, max_length: int) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=add_special, truncation=True, max_length=max_length))
 
 
 # ----------------------------------------------------------------------------------------- forward
@@ -252,11 +246,7 @@ class _Runner:
             except (TypeError, AttributeError, ValueError, NotImplementedError):
                 split = None
             full = model(input_ids=ids, use_cache=False).logits.float()
-            if (
-                split is None
-                or split.shape != full.shape
-                or not torch.allclose(split, full, atol=1e-4, rtol=1e-3)
-            ):
+            if split is None or split.shape != full.shape or not torch.allclose(split, full, atol=1e-4, rtol=1e-3):
                 self.decoder, self.head = None, None
 
     @property
@@ -280,9 +270,7 @@ class _Runner:
             vocab = self.head.weight.shape[0] if hasattr(self.head, "weight") else 1 << 17
             chunk = max(1, _HEAD_CHUNK_ELEMENTS // vocab)
             parts = [
-                F.cross_entropy(
-                    self.head(hidden[i : i + chunk]).float(), targets[i : i + chunk], reduction="none"
-                )
+                F.cross_entropy(self.head(hidden[i : i + chunk]).float(), targets[i : i + chunk], reduction="none")
                 for i in range(0, hidden.shape[0], chunk)
             ]
             return torch.cat(parts)
@@ -311,9 +299,7 @@ def score_ifd(
     if template not in TEMPLATES:
         raise ValueError(f"IFD scoring: unknown template {template!r}; allowed: {', '.join(TEMPLATES)}")
     if max_length < 2 or batch_size < 1:
-        raise ValueError(
-            f"IFD scoring: need max_length >= 2 and batch_size >= 1, got {max_length}, {batch_size}"
-        )
+        raise ValueError(f"IFD scoring: need max_length >= 2 and batch_size >= 1, got {max_length}, {batch_size}")
     if device is not None:
         model.to(device)
     dev = next(model.parameters()).device

@@ -63,9 +63,7 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 def fit_context(ids: list[int], max_new_tokens: int, context: int) -> list[int]:
     """Prompt ids cut from the left so prompt + answer fit the model's context; both backends use it."""
     if max_new_tokens >= context:
-        raise ValueError(
-            f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of {context}"
-        )
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of {context}")
     room = context - max_new_tokens
     return ids if len(ids) <= room else ids[-room:]
 
@@ -77,14 +75,10 @@ class Generator(ABC):
     context: int
 
     @abstractmethod
-    def generate_ids(
-        self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()
-    ) -> list[str]:
+    def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         """Greedy completions of already tokenised prompts, in input order."""
 
-    def generate(
-        self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = ()
-    ) -> list[str]:
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = ()) -> list[str]:
         """Greedy completions of prompt texts (from `format_prompt`), in input order."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -119,9 +113,7 @@ class StopOnTextOrEos(StoppingCriteria):
     so a stop string of B bytes lies within the last B + 1 tokens when it first appears.
     """
 
-    def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, stop: Sequence[str], eos_ids: set[int]
-    ):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, stop: Sequence[str], eos_ids: set[int]):
         self.tokenizer = tokenizer
         self.prompt_len = prompt_len
         self.stop = [s for s in stop if s]
@@ -129,9 +121,7 @@ class StopOnTextOrEos(StoppingCriteria):
         self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long)
         self.done: torch.Tensor | None = None
 
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: object = None, **kwargs: object
-    ) -> torch.BoolTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: object = None, **kwargs: object) -> torch.BoolTensor:
         if self.done is None:
             self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         last = input_ids[:, -1]
@@ -167,9 +157,7 @@ class TransformersGenerator(Generator):
         self.pad_id = int(self.tokenizer.pad_token_id)
 
     @torch.inference_mode()
-    def generate_ids(
-        self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()
-    ) -> list[str]:
+    def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         """Greedy completions of tokenised prompts, in input order."""
         # Longest first, so a batch that does not fit in memory fails at once, not at the end.
         order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
@@ -259,20 +247,14 @@ class VLLMGenerator(Generator):
                 **engine_kwargs,
             )
         except (RuntimeError, ValueError, OSError) as err:
-            raise RuntimeError(
-                f"starting vLLM on {model_path!s} (device {self.device}) failed: {err}"
-            ) from err
+            raise RuntimeError(f"starting vLLM on {model_path!s} (device {self.device}) failed: {err}") from err
         self.context = int(self.llm.llm_engine.model_config.max_model_len)
 
-    def generate_ids(
-        self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()
-    ) -> list[str]:
+    def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         """Greedy completions of tokenised prompts, in input order (vLLM schedules the batches itself)."""
         from vllm import SamplingParams, TokensPrompt
 
-        params = SamplingParams(
-            temperature=0.0, max_tokens=max_new_tokens, stop=list(stop) or None, seed=self.seed
-        )
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop) or None, seed=self.seed)
         prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
@@ -308,9 +290,7 @@ def _max_positions(model_path: str | Path) -> int:
     return int(getattr(AutoConfig.from_pretrained(str(model_path)), "max_position_embeddings", 2048))
 
 
-def make_generator(
-    model_path: str | Path, backend: str = "auto", device: str | None = None, **kw: object
-) -> Generator:
+def make_generator(model_path: str | Path, backend: str = "auto", device: str | None = None, **kw: object) -> Generator:
     """A generator for `model_path`; 'auto' takes vLLM when installed and on CUDA, else transformers.
 
     vLLM on CPU takes about a minute to start, which is why it is never the CPU default.
@@ -322,9 +302,7 @@ def make_generator(
         backend = "vllm" if vllm_installed() and device.startswith("cuda") else "transformers"
     if backend == "vllm":
         if not vllm_installed():
-            raise ImportError(
-                f"inference backend 'vllm' was requested but vLLM is not installed; {VLLM_INSTALL_HINT}"
-            )
+            raise ImportError(f"inference backend 'vllm' was requested but vLLM is not installed; {VLLM_INSTALL_HINT}")
         return VLLMGenerator(model_path, device=device, **kw)  # type: ignore[arg-type]
     return TransformersGenerator(model_path, device=device, **kw)  # type: ignore[arg-type]
 
@@ -337,9 +315,7 @@ def format_rows(
     for n, row in enumerate(rows):
         if "instruction" not in row:
             raise KeyError(f"row {n} has no 'instruction' field (fields: {', '.join(map(str, row))})")
-        prompts.append(
-            format_prompt(template, str(row["instruction"]), str(row.get("input") or ""), tokenizer)
-        )
+        prompts.append(format_prompt(template, str(row["instruction"]), str(row.get("input") or ""), tokenizer))
     return prompts
 
 
@@ -379,9 +355,7 @@ class InferenceJob:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"{source}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
-            )
+            raise ValueError(f"{source}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
         missing = sorted({"model", "input", "output"} - set(data))
         if missing:
             raise ValueError(f"{source}: missing field(s) {', '.join(missing)}")
@@ -427,9 +401,7 @@ def run_job(job: InferenceJob) -> dict[str, object]:
     if job.threads:
         torch.set_num_threads(job.threads)
     t0 = time.perf_counter()
-    with make_generator(
-        job.model, job.backend, job.device, batch_size=job.batch_size, **job.engine
-    ) as generator:
+    with make_generator(job.model, job.backend, job.device, batch_size=job.batch_size, **job.engine) as generator:
         startup = time.perf_counter() - t0
         prompts = format_rows(rows, job.template, generator.tokenizer)
         predictions: list[str] = []
@@ -446,9 +418,7 @@ def run_job(job: InferenceJob) -> dict[str, object]:
                 flush=True,
             )
         backend = "vllm" if isinstance(generator, VLLMGenerator) else "transformers"
-    write_jsonl_atomic(
-        job.output, ({**row, "prediction": p} for row, p in zip(rows, predictions, strict=True))
-    )
+    write_jsonl_atomic(job.output, ({**row, "prediction": p} for row, p in zip(rows, predictions, strict=True)))
     return {
         "rows": len(rows),
         "backend": backend,

@@ -165,9 +165,7 @@ def tokenize_rows(
     return out
 
 
-def epoch_batches(
-    lengths: list[int], micro_batch_size: int, seed: int, group_by_length: bool
-) -> list[list[int]]:
+def epoch_batches(lengths: list[int], micro_batch_size: int, seed: int, group_by_length: bool) -> list[list[int]]:
     """Micro-batches of row indices for one epoch, shuffled by `seed`.
 
     With length grouping, rows are sorted by length inside shuffled windows of 64 batches, so a
@@ -248,9 +246,7 @@ def resolve_precision(precision: str) -> str:
 
 def build_ds_config(job: SFTJob, world_size: int, hidden_size: int) -> dict[str, object]:
     """Load the job's DeepSpeed JSON and fill its "auto" values; a concrete value that disagrees fails."""
-    path = (
-        Path(job.deepspeed_config) if job.deepspeed_config else CONFIG_DIR / f"zero{job.zero_stage or 0}.json"
-    )
+    path = Path(job.deepspeed_config) if job.deepspeed_config else CONFIG_DIR / f"zero{job.zero_stage or 0}.json"
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -333,9 +329,7 @@ def build_engine(job: SFTJob, model: torch.nn.Module, total_steps: int, world_si
     optimizer = build_optimizer(model, job)
     warmup = math.ceil(job.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(job.lr_schedule, warmup, total_steps))
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
-    )
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config)
     return engine
 
 

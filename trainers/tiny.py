@@ -117,8 +117,7 @@ def load_student(
         model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype or torch.float32)
     except OSError as err:
         raise FileNotFoundError(
-            f"cannot load a model from {name_or_path!s}: not an HF model folder and not reachable as a "
-            f"hub name ({err})"
+            f"cannot load a model from {name_or_path!s}: not an HF model folder and not reachable as a hub name ({err})"
         ) from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
