@@ -99,6 +99,9 @@ class Runner:
                 self.tracker.summary(rounds[-1].metrics)
         finally:
             self.tracker.finish()
+        if self.tracker.mode == "offline":
+            console.print(f"W&B run written offline; upload with: wandb sync {self.root}/wandb/offline-run-*")
+        console.print(f"per-round table: gaploop status {self.root}")
         return rounds
 
     def run_round(self, r: int) -> Round:
