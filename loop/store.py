@@ -14,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +23,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from loop.config import RunConfig
+
+from trainers.jsonl import atomic_path, iter_jsonl, write_jsonl
+
+__all__ = ["atomic_path", "write_jsonl"]
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -38,37 +40,10 @@ class DataFileError(ValueError):
     """A malformed row in a data file; the message names the file and the line."""
 
 
-@contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it replaces `target` in one rename."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
-
-
-def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, object]]) -> int:
-    """Write records as JSON lines atomically; returns the count."""
-    n = 0
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            n += 1
-    return n
 
 
 @dataclass
@@ -91,30 +66,22 @@ def read_jsonl(
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     report = ReadReport(rows=[])
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            problem = None
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                problem, row = f"not valid JSON ({err.msg} at column {err.colno})", None
-            if problem is None and not isinstance(row, dict):
-                problem = f"expected a JSON object, got {type(row).__name__}"
-            if problem is None:
-                missing = [k for k in required if k not in row]
-                empty = [k for k in non_empty if k in row and not str(row[k]).strip()]
-                if missing:
-                    problem = f"missing field(s) {', '.join(missing)}"
-                elif empty:
-                    problem = f"empty field(s) {', '.join(empty)}"
-            if problem is None:
-                report.rows.append(row)
-            elif skip_malformed:
-                report.skipped.append((lineno, problem))
-            else:
-                raise DataFileError(f"{path}:{lineno}: {problem}")
+    for lineno, row, problem in iter_jsonl(path):
+        if problem is None and not isinstance(row, dict):
+            problem = f"expected a JSON object, got {type(row).__name__}"
+        if problem is None:
+            missing = [k for k in required if k not in row]
+            empty = [k for k in non_empty if k in row and not str(row[k]).strip()]
+            if missing:
+                problem = f"missing field(s) {', '.join(missing)}"
+            elif empty:
+                problem = f"empty field(s) {', '.join(empty)}"
+        if problem is None:
+            report.rows.append(row)
+        elif skip_malformed:
+            report.skipped.append((lineno, problem))
+        else:
+            raise DataFileError(f"{path}:{lineno}: {problem}")
     return report
 
 

@@ -15,10 +15,7 @@ and a reason instead of the release's silent 0.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from trainers.jsonl import iter_jsonl, write_jsonl
 from trainers.templates import TEMPLATES, format_prompt
 
 # Selective Reflection-Tuning's wording for r-IFD (`selection_code/data_analysis.py`); the text is wrapped
@@ -414,19 +412,14 @@ def read_rows(data_path: str | Path) -> list[dict[str, object]]:
     """Rows of a JSONL file; bad JSON or a row without `instruction`/`output` raises, naming the line."""
     path = Path(data_path)
     rows: list[dict[str, object]] = []
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
-            try:
-                _row_fields(row, len(rows))
-            except ValueError as err:
-                raise ValueError(f"{path}:{line_no}: {err}") from err
-            rows.append(row)
+    for line_no, row, problem in iter_jsonl(path):
+        if problem:
+            raise ValueError(f"{path}:{line_no}: {problem}")
+        try:
+            _row_fields(row, len(rows))  # type: ignore[arg-type]
+        except (ValueError, AttributeError, TypeError) as err:
+            raise ValueError(f"{path}:{line_no}: {err}") from err
+        rows.append(row)  # type: ignore[arg-type]
     return rows
 
 
@@ -455,24 +448,13 @@ def score_file(
         model, tokenizer, rows, template=template, max_length=max_length, batch_size=batch_size, device=device
     )
     seconds = time.perf_counter() - t0
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row, s in zip(rows, scores, strict=True):
-                extra: dict[str, object] = {
-                    "loss_cond": s.loss_cond,
-                    "loss_alone": s.loss_alone,
-                    "ifd": s.ifd,
-                }
-                if s.ifd is None:
-                    extra["ifd_reason"] = s.reason
-                fh.write(json.dumps({**row, **extra}, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out_rows = []
+    for row, s in zip(rows, scores, strict=True):
+        extra: dict[str, object] = {"loss_cond": s.loss_cond, "loss_alone": s.loss_alone, "ifd": s.ifd}
+        if s.ifd is None:
+            extra["ifd_reason"] = s.reason
+        out_rows.append({**row, **extra})
+    write_jsonl(out_path, out_rows)
     tokens = sum(s.tokens for s in scores)
     return {
         "rows": len(rows),

@@ -15,9 +15,7 @@ import gc
 import importlib.util
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +26,7 @@ from typing import Literal
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
+from trainers.jsonl import iter_jsonl, write_jsonl
 from trainers.templates import TEMPLATES, encode_text, format_prompt
 from trainers.tiny import load_student
 
@@ -370,29 +369,11 @@ class InferenceJob:
 def read_jsonl(path: str | Path) -> list[dict[str, object]]:
     """Rows of a JSONL file; a bad line raises an error naming file and line."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"reading {path}: line {n} is not JSON ({err})") from err
+    for n, row, problem in iter_jsonl(path):
+        if problem:
+            raise ValueError(f"{path}:{n}: {problem}")
+        rows.append(row)
     return rows
-
-
-def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, object]]) -> None:
-    """Write rows to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_job(job: InferenceJob) -> dict[str, object]:
@@ -418,7 +399,7 @@ def run_job(job: InferenceJob) -> dict[str, object]:
                 flush=True,
             )
         backend = "vllm" if isinstance(generator, VLLMGenerator) else "transformers"
-    write_jsonl_atomic(job.output, ({**row, "prediction": p} for row, p in zip(rows, predictions, strict=True)))
+    write_jsonl(job.output, ({**row, "prediction": p} for row, p in zip(rows, predictions, strict=True)))
     return {
         "rows": len(rows),
         "backend": backend,

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from trainers.jsonl import iter_jsonl, write_json
 from trainers.templates import TEMPLATES, encode_pair, format_prompt
 from trainers.tiny import load_student
 
@@ -132,23 +133,18 @@ class SFTResult:
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     """JSONL rows with string `instruction`, `output` and optional `input`; ValueError names file:line."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            for key, required in (("instruction", True), ("output", True), ("input", False)):
-                value = row.get(key)
-                if (required or value is not None) and not isinstance(value, str):
-                    raise ValueError(f"{path}:{lineno}: field {key!r} must be a string, got {value!r}")
-            if not row["instruction"].strip():
-                raise ValueError(f"{path}:{lineno}: empty 'instruction'")
-            rows.append(row)
+    for lineno, row, problem in iter_jsonl(path):
+        if problem:
+            raise ValueError(f"{path}:{lineno}: {problem}")
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        for key, required in (("instruction", True), ("output", True), ("input", False)):
+            value = row.get(key)
+            if (required or value is not None) and not isinstance(value, str):
+                raise ValueError(f"{path}:{lineno}: field {key!r} must be a string, got {value!r}")
+        if not row["instruction"].strip():
+            raise ValueError(f"{path}:{lineno}: empty 'instruction'")
+        rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no training rows")
     return rows
@@ -369,14 +365,6 @@ def load_engine_checkpoint(engine: DeepSpeedEngine, path: str) -> int:
     return int(client.get("step", engine.global_steps))
 
 
-def write_json_atomic(path: Path, data: dict[str, object]) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------------------------
 # Training
 
@@ -579,7 +567,7 @@ def launch_sft(
     if job.progress_path is None:
         job = replace(job, progress_path=str(out / "progress.jsonl"))
     job_path, result_path = out / "sft_job.json", out / "sft_result.json"
-    write_json_atomic(job_path, asdict(job))
+    write_json(job_path, asdict(job))
     result_path.unlink(missing_ok=True)
     progress_path = Path(job.progress_path)
     if not job.resume_from_checkpoint:
@@ -629,7 +617,7 @@ def main(argv: list[str]) -> int:
     result_path = Path(argv[1]) if len(argv) == 2 else Path(job.output_dir) / "sft_result.json"
     result = run_sft(job)
     if int(os.environ.get("RANK", "0")) == 0:
-        write_json_atomic(result_path, asdict(result))
+        write_json(result_path, asdict(result))
     return 0
 
 

@@ -37,7 +37,7 @@ def test_overrides_are_typed() -> None:
         ("training.lr=fast", ["training.lr", "'fast'", "valid number"]),
         ("training.lrr=1", ["training.lrr", "unknown field", "lr_schedule"]),
         ("synthesis.strategy=best", ["synthesis.strategy", "'best'", "'frontier'"]),
-        ("training.epochs=2", ["exactly one of epochs and max_steps"]),
+        ("training.max_steps=100", ["exactly one of epochs and max_steps"]),
         ("student.tiny.hidden_size=130", ["multiple of num_heads"]),
         ("ifd.top_share=1.5", ["ifd.top_share", "1.5", "less than or equal to 1"]),
     ],

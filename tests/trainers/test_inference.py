@@ -112,9 +112,13 @@ def test_stop_strings_cut_the_generated_text_only(
     mul = [it for it in items if it["skill"] == "multiplication"]
     # An answer "xy" with x != y is cut to "x" by stop "y"; another item whose prompt shows "y" but whose
     # answer lacks it must come back whole, since only generated text is searched.
-    a = next(it for it in mul if len(set(str(it["output"]))) == 2)
-    cut = str(a["output"])[1]
-    b = next(it for it in mul if cut in str(it["instruction"]) and cut not in str(it["output"]))
+    a, cut, b = next(
+        (x, str(x["output"])[1], y)
+        for x in mul
+        if len(set(str(x["output"]))) == 2
+        for y in mul
+        if str(x["output"])[1] in str(y["instruction"]) and str(x["output"])[1] not in str(y["output"])
+    )
     prompts = [format_prompt(TEMPLATE, str(it["instruction"])) for it in (a, b)]
     assert generator.generate(prompts, max_new_tokens=8) == [a["output"], b["output"]]
     assert generator.generate(prompts, max_new_tokens=8, stop=[cut, "\n"]) == [
