@@ -24,6 +24,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             "student.tiny.hidden_size=64",
             "student.tiny.num_layers=2",
             "student.tiny.intermediate_size=128",
+            "training.epochs=null",
             "training.max_steps=60",
             "training.micro_batch_size=16",
             "tracking.wandb_mode=offline",
