@@ -72,6 +72,10 @@ class Runner:
     # -- the loop ----------------------------------------------------------------------------------
     def execute(self) -> list[Round]:
         """Run (or continue) rounds until a stopping rule fires; returns every round's summary."""
+        with self.store.lock():
+            return self._execute()
+
+    def _execute(self) -> list[Round]:
         self.tracker = Tracker(
             self.root,
             self.cfg.model_dump(mode="json"),

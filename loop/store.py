@@ -15,7 +15,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +84,16 @@ def read_jsonl(
         else:
             raise DataFileError(f"{path}:{lineno}: {problem}")
     return report
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fingerprint(*parts: object) -> str:
@@ -213,6 +224,33 @@ class RunStore:
         entry.setdefault("started", entry["finished"])
         self.manifest["phases"][key] = entry  # type: ignore[index]
         self._save()
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold RUN_DIR/.lock while driving the run: a second `run`/`resume` on it fails clearly.
+
+        A lock left by a process that no longer exists (a kill -9) is taken over.
+        """
+        path = self.root / ".lock"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = path.read_text().strip() or "?"
+                if holder.isdigit() and _alive(int(holder)):
+                    raise RuntimeError(
+                        f"{self.root} is in use by process {holder} (another gaploop run or resume); "
+                        "wait for it or stop it first"
+                    ) from None
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            break
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
 
     def set_field(self, key: str, value: object) -> None:
         """Set a top-level manifest field (e.g. the W&B run id, the final status)."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,14 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path: Path) -> None:
     assert backup["phases"]["round_000/train"]["status"] == "done"
     with pytest.raises(ManifestError, match="not a run directory"):
         _ = RunStore(tmp_path / "nowhere").manifest
+
+
+def test_run_directory_lock(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "run")
+    store.create("name: x\n", "x")
+    with store.lock(), pytest.raises(RuntimeError, match="in use by process"), RunStore(tmp_path / "run").lock():
+        pass
+    (tmp_path / "run" / ".lock").write_text("999999999")  # left by a killed process
+    with RunStore(tmp_path / "run").lock():
+        assert (tmp_path / "run" / ".lock").read_text() == str(os.getpid())
+    assert not (tmp_path / "run" / ".lock").exists()
