@@ -4,9 +4,13 @@
 - `weakness`: the round's budget over weak nodes in proportion to their failure rate.
 - `frontier`: learnability-aware. Weight p(1-p) (points the student gets partly right) plus the
   learning progress since the last round; a node stuck near zero gets easier items (one level
-  down: a curriculum) while it has not yet been fed much, and is parked once it was fed for
-  `patience` rounds without progress; mastered nodes get nothing.
+  down: a curriculum) beside items at the target level, and is parked only once `park_after` kept
+  items have given it no progress (evidence, not a count of rounds: a starved point needs tens of
+  items before it moves); mastered nodes get nothing.
 - `random`: uniform over the whole taxonomy, the same budget: the control.
+Every strategy writes only questions it has not seen (`remember` the pool and the evaluation sets):
+on small item spaces (one-digit tables, two-digit sums) a third of a blind draw was duplicates, so
+the budget of an exhausted node goes to the others instead of to the dedup filter.
 Every item records its strategy, its parent (the failed probe or the node) and the reason for its
 allocation. The world's generator supplies a `reference` answer the Assessor checks the teacher against.
 """
@@ -15,10 +19,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from agents.roles import NodeStats, Record, WeaknessProfile
-from agents.tasks.world import LEVELS, get_point, points_for, sample_item
+from agents.tasks.world import LEVELS, get_point, normalize_answer, points_for, sample_item
+
+Key = tuple[str, "str | None", int]  # (point, facet, level)
 
 STRATEGIES = ("llm2llm", "weakness", "frontier", "random")
 
@@ -47,8 +53,9 @@ class WorldQuestioner:
         points: Sequence[str] | None = None,
         mastered: float = 0.95,
         stuck: float = 0.1,
-        patience: int = 2,
+        park_after: int = 60,
         progress_weight: float = 1.0,
+        novel_tries: int = 200,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown questioner strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
@@ -58,25 +65,47 @@ class WorldQuestioner:
         self.points = list(points or points_for())
         self.mastered = mastered
         self.stuck = stuck
-        self.patience = patience
+        self.park_after = park_after
         self.progress_weight = progress_weight
+        self.novel_tries = novel_tries
+        self.known: set[str] = set()
 
-    def question(self, profile: WeaknessProfile, failures: Sequence[Record], budget: int, round: int) -> list[Record]:
-        """New candidate items (without `output`; the Teacher answers them)."""
+    def remember(self, questions: Iterable[object]) -> None:
+        """Questions that exist already (pool, probes, test): new items must differ from them."""
+        self.known.update(_norm(q) for q in questions)
+
+    def question(
+        self,
+        profile: WeaknessProfile,
+        failures: Sequence[Record],
+        budget: int,
+        round: int,
+        successes: Sequence[Record] = (),
+    ) -> list[Record]:
+        """New candidate items (without `output`; the Teacher answers them). `successes` is unused here."""
         rng = random.Random(f"{self.seed}:questioner:{self.strategy}:{round}")
         if self.strategy == "llm2llm":
             return self._llm2llm(rng, failures, budget, round)
         if self.strategy == "random":
-            plan = {(p, None, self.difficulty): n for p, n in allocate(dict.fromkeys(self.points, 1.0), budget).items()}
-            reasons = dict.fromkeys(plan, "uniform control")
+            weights: dict[Key, float] = {(p, None, self.difficulty): 1.0 for p in self.points}
+            reasons = dict.fromkeys(weights, "uniform control")
         else:
-            plan, reasons = self._plan(profile, budget)
+            weights, reasons = self._weights(profile)
         items: list[Record] = []
-        for (point, facet, level), n in sorted(plan.items(), key=lambda kv: str(kv[0])):
-            for _ in range(n):
-                items.append(
-                    self._item(rng, point, facet, level, round, len(items), None, reasons[(point, facet, level)])
-                )
+        exhausted: set[Key] = set()
+        # A node whose item space runs out passes its share on to the rest, in proportion to weight.
+        while len(items) < budget:
+            live = {k: w for k, w in weights.items() if k not in exhausted}
+            plan = allocate(live, budget - len(items))
+            if not plan:
+                break
+            for key, n in sorted(plan.items(), key=lambda kv: str(kv[0])):
+                for _ in range(n):
+                    item = self._item(rng, *key, round, len(items), None, reasons[key])
+                    if item is None:
+                        exhausted.add(key)
+                        break
+                    items.append(item)
         return items
 
     # -- strategies ---------------------------------------------------------------------------------
@@ -84,33 +113,34 @@ class WorldQuestioner:
         chosen = list(failures)
         if len(chosen) > budget:
             chosen = rng.sample(chosen, budget)
-        return [
-            self._item(
+        items: list[Record] = []
+        for f in chosen:
+            item = self._item(
                 rng,
                 str(f["knowledge_point"]),
                 f.get("facet"),  # type: ignore[arg-type]
                 int(f.get("difficulty", self.difficulty)),  # type: ignore[arg-type]
                 round,
-                i,
+                len(items),
                 str(f["id"]),
                 "one similar item per failure",
             )
-            for i, f in enumerate(chosen)
-        ]
+            if item is not None:  # None: no unseen item of that kind is left
+                items.append(item)
+        return items
 
-    def _plan(
-        self, profile: WeaknessProfile, budget: int
-    ) -> tuple[dict[tuple[str, str | None, int], int], dict[tuple[str, str | None, int], str]]:
-        weights: dict[tuple[str, str | None, int], float] = {}
-        reasons: dict[tuple[str, str | None, int], str] = {}
+    def _weights(self, profile: WeaknessProfile) -> tuple[dict[Key, float], dict[Key, str]]:
+        weights: dict[Key, float] = {}
+        reasons: dict[Key, str] = {}
         for node in profile.nodes:
-            for key, weight, why in self._weigh(node, profile.fed_rounds.get(node.node, 0)):
+            fed = profile.fed.get(node.node, 0), profile.fed_rounds.get(node.node, 0)
+            for key, weight, why in self._weigh(node, *fed):
                 if weight > 0:
                     weights[key] = weights.get(key, 0.0) + weight
                     reasons[key] = why
-        return allocate(weights, budget), reasons
+        return weights, reasons
 
-    def _weigh(self, node: NodeStats, fed_rounds: int) -> list[tuple[tuple[str, str | None, int], float, str]]:
+    def _weigh(self, node: NodeStats, fed: int, fed_rounds: int) -> list[tuple[Key, float, str]]:
         p = node.accuracy
         key = (node.point, node.facet, self.difficulty)
         if self.strategy == "weakness":
@@ -120,8 +150,8 @@ class WorldQuestioner:
             return [(key, 0.0, "mastered")]
         if p <= self.stuck:
             recent = node.history[-fed_rounds:] if fed_rounds else []
-            if fed_rounds >= self.patience and max([p, *recent]) <= self.stuck:
-                return [(key, 0.0, f"parked: fed in {fed_rounds} rounds without progress")]
+            if fed >= self.park_after and max([p, *recent]) <= self.stuck:
+                return [(key, 0.0, f"parked: {fed} items in {fed_rounds} rounds gave no progress")]
             easier = max(LEVELS[0], self.difficulty - 1)
             why = f"stuck at {p:.2f}: curriculum, half at level {easier}"
             # Half one level down (a foothold), half at the target level (so it transfers).
@@ -140,13 +170,20 @@ class WorldQuestioner:
         index: int,
         parent: str | None,
         why: str,
-    ) -> Record:
+    ) -> Record | None:
+        """An item not seen before, or None when `novel_tries` draws found only known questions."""
         try:
-            question, reference = sample_item(rng, point, level, facet, max_tries=300)
+            sample_item(random.Random(0), point, level, facet, max_tries=300)
         except RuntimeError:
             # The facet does not occur at this level (e.g. a two-digit answer on the easiest level).
-            question, reference = sample_item(rng, point, level)
-            why = f"{why}; facet {facet!r} absent at level {level}, any facet"
+            facet, why = None, f"{why}; facet {facet!r} absent at level {level}, any facet"
+        for _ in range(self.novel_tries):
+            question, reference = sample_item(rng, point, level, facet, max_tries=300)
+            if _norm(question) not in self.known:
+                break
+        else:
+            return None
+        self.known.add(_norm(question))
         kp = get_point(point)
         return {
             "id": f"r{round:03d}-{self.strategy}-{index:05d}",
@@ -162,3 +199,8 @@ class WorldQuestioner:
             "parent_id": parent or (f"{point}|{facet}" if facet else point),
             "why": why,
         }
+
+
+def _norm(question: object) -> str:
+    """The normalised question text the dedup filter compares (case, spacing, final '?')."""
+    return normalize_answer(str(question)).rstrip("?")

@@ -90,6 +90,9 @@ class SynthesisConfig(_Node):
 
     strategy: Literal["llm2llm", "weakness", "frontier", "random"] = "frontier"
     budget_per_round: int = Field(300, ge=0)
+    park_after: int = Field(
+        60, ge=0, description="frontier: stop feeding a node stuck near zero once this many kept items moved it not"
+    )
     max_total: int | None = Field(None, ge=0, description="stop synthesising past this many items")
 
 

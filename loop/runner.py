@@ -31,7 +31,7 @@ from agents.tasks.world import generate_items, points_for
 from agents.teacher import WorldOracle
 from loop.config import RunConfig, config_from_dict, dump_config
 from loop.console import console
-from loop.evaluate import accuracy_metrics
+from loop.evaluate import accuracy_by, accuracy_metrics
 from loop.filters import apply_ifd, dedup_and_decontaminate
 from loop.report import print_round_table
 from loop.store import RunStore, default_run_dir, fingerprint, read_jsonl, write_jsonl, write_text_atomic
@@ -63,7 +63,9 @@ class Runner:
         self.root = store.root
         self.points = cfg.task.points or points_for()
         self.examiner = WorldExaminer()
-        self.questioner = WorldQuestioner(cfg.synthesis.strategy, cfg.seed, cfg.task.difficulty, self.points)
+        self.questioner = WorldQuestioner(
+            cfg.synthesis.strategy, cfg.seed, cfg.task.difficulty, self.points, park_after=cfg.synthesis.park_after
+        )
         self.teacher = WorldOracle()
         self.assessor = WorldAssessor()
         self.tracker: Tracker | None = None
@@ -128,8 +130,9 @@ class Runner:
         self.phase(rd, "evaluate", [self.file(r, "model/model.safetensors")], self.evaluate)
         rd.times["round"] = time.perf_counter() - t_round
         self.phase(rd, "log", [self.file(r, "eval_test.jsonl")], self.log)
-        rd.metrics = json.loads(self.file(r, "summary.json").read_text())["metrics"]
-        rd.times = {**json.loads(self.file(r, "summary.json").read_text())["times"], **rd.times}
+        summary = json.loads(self.file(r, "summary.json").read_text())
+        rd.metrics = summary["metrics"]
+        rd.times = {**summary["times"], **rd.times}
         return rd
 
     def phase(self, rd: Round, name: str, inputs: Sequence[Path], fn: Callable[[int], dict | None]) -> None:
@@ -236,8 +239,13 @@ class Runner:
     def question(self, r: int) -> dict:
         """Candidate items for the weak spots."""
         profile = WeaknessProfile.from_json(json.loads(self.file(r, "profile.json").read_text()))
-        failures = [p for p in read_jsonl(self.file(r - 1, "eval_probe.jsonl")).rows if not p["correct"]]
-        candidates = self.questioner.question(profile, failures, self.cfg.synthesis.budget_per_round, r)
+        probes = read_jsonl(self.file(r - 1, "eval_probe.jsonl")).rows
+        self.questioner.remember(row["instruction"] for row in self.pool(r - 1) + self.evaluation_sets(r))
+        failures = [p for p in probes if not p["correct"]]
+        successes = [p for p in probes if p["correct"]]
+        candidates = self.questioner.question(
+            profile, failures, self.cfg.synthesis.budget_per_round, r, successes=successes
+        )
         self.hold(r, "question")
         write_jsonl(self.file(r, "candidates.jsonl"), candidates)
         return {"candidates": len(candidates)}
@@ -260,10 +268,7 @@ class Runner:
     def filter(self, r: int) -> dict:
         """Dedup against the pool, decontaminate against probes and test, IFD by the student of r-1."""
         items = read_jsonl(self.file(r, "assessed.jsonl")).rows
-        evaluation = read_jsonl(self.root / "test.jsonl").rows
-        for k in range(r):
-            evaluation += read_jsonl(self.file(k, "eval_probe.jsonl")).rows
-        kept, dropped = dedup_and_decontaminate(items, self.pool(r - 1), evaluation)
+        kept, dropped = dedup_and_decontaminate(items, self.pool(r - 1), self.evaluation_sets(r))
         ifd_seconds = 0.0
         if self.cfg.ifd.enabled and kept:
             t0 = time.perf_counter()
@@ -294,6 +299,13 @@ class Runner:
         )
         del model
         return scores
+
+    def evaluation_sets(self, r: int) -> list[Record]:
+        """The held-out test and every probe drawn before round r: no synthetic item may restate one."""
+        rows = read_jsonl(self.root / "test.jsonl").rows
+        for k in range(r):
+            rows += read_jsonl(self.file(k, "eval_probe.jsonl")).rows
+        return rows
 
     # -- every round -------------------------------------------------------------------------------
     def pool_files(self, r: int) -> list[Path]:
@@ -349,7 +361,7 @@ class Runner:
         probes = read_jsonl(self.file(r, "eval_probe.jsonl")).rows
         items = read_jsonl(self.file(r, "items.jsonl")).rows
         metrics: dict[str, float] = {**accuracy_metrics(test, "test"), **accuracy_metrics(probes, "probe")}
-        for point, acc in _by(test, "knowledge_point").items():
+        for point, acc in accuracy_by(test, "knowledge_point").items():
             metrics[f"test/point/{point}"] = acc
         synthetic = [i for i in items if i.get("source") == "synthetic"]
         kept = [i for i in synthetic if i.get("kept")]
@@ -386,12 +398,6 @@ class Runner:
             json.dumps({"round": r, "metrics": metrics, "times": times, "drops": dict(drops)}, indent=1),
         )
         return {}
-
-
-def _by(records: Sequence[Record], key: str) -> dict[str, float]:
-    from loop.evaluate import accuracy_by
-
-    return accuracy_by(records, key)
 
 
 def start_run(cfg: RunConfig) -> tuple[Path, list[Round]]:

@@ -114,3 +114,31 @@ def test_a_facet_missing_at_the_curriculum_level_falls_back_to_the_point() -> No
     items = WorldQuestioner("frontier", 0, 2).question(_profile([node]), [], 10, 1)
     assert len(items) == 10 and {i["difficulty"] for i in items} == {1, 2}
     assert all("absent at level 1" in i["why"] for i in items if i["difficulty"] == 1)
+
+
+def test_frontier_parks_on_evidence_not_on_rounds() -> None:
+    starved = _node("mul.by10", 0.0, history=[0.0, 0.0])
+    profile = _profile([starved, _node("cmp.max", 0.5)], {"mul.by10": 20})
+    profile.fed_rounds = {"mul.by10": 2}
+    q = WorldQuestioner("frontier", 0, 2, park_after=60)
+    fed_little = q.question(profile, [], 60, 3)
+    assert any(i["knowledge_point"] == "mul.by10" for i in fed_little)  # 20 items are no evidence yet
+    profile.fed = {"mul.by10": 60}
+    parked = q.question(profile, [], 60, 3)
+    assert {i["knowledge_point"] for i in parked} == {"cmp.max"} and len(parked) == 60
+
+
+def test_only_unseen_questions_and_an_exhausted_point_passes_its_share_on() -> None:
+    # mul.table at level 1 has 72 distinct questions (a, b in 0..5, two phrasings); remember all but 3.
+    q = WorldQuestioner("random", 0, 1, points=["mul.table", "seq.last"])
+    every = {f"What is {a} {op} {b}?" for a in range(6) for b in range(6) for op in ("*", "times")}
+    probe = WorldQuestioner("random", 0, 1, points=["mul.table"]).question(_profile([]), [], 5, 1)
+    assert all(i["instruction"] in every for i in probe)  # the template the assertion relies on
+    left = sorted(every)[:3]
+    q.remember(every - set(left))
+    items = q.question(_profile([]), [], 40, 1)
+    table = [i["instruction"] for i in items if i["knowledge_point"] == "mul.table"]
+    assert sorted(table) == left  # the three unseen ones, once each
+    assert len(items) == 40 and len({i["instruction"] for i in items}) == 40  # the rest went to seq.last
+    again = q.question(_profile([]), [], 10, 2)
+    assert not {i["instruction"] for i in again} & {i["instruction"] for i in items}
