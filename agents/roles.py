@@ -82,7 +82,12 @@ class Questioner(Protocol):
     """Writes new candidate items aimed at the weak spots, within a budget."""
 
     def question(
-        self, profile: WeaknessProfile, failures: Sequence[Record], budget: int, round: int
+        self,
+        profile: WeaknessProfile,
+        failures: Sequence[Record],
+        budget: int,
+        round: int,
+        successes: Sequence[Record] = (),
     ) -> list[Record]: ...
 
 

@@ -1,0 +1,146 @@
+"""Text similarity without dependencies: ROUGE-L (LLM2LLM's and Self-Instruct's novelty test) and a
+TF-IDF nearest-neighbour index (the contrast retrieval of LLMs-as-Instructors).
+
+Tokens are lowercase runs of letters and digits, as in the `rouge_score` package's default tokenizer
+(which the references use), except that letters outside ASCII are kept rather than dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+def tokens(text: str) -> list[str]:
+    """Lowercase word tokens (letters and digits; punctuation separates)."""
+    return _TOKEN.findall(text.lower())
+
+
+def normalize_text(text: str) -> str:
+    """A question's tokens joined by spaces: equal for texts that differ only in case, spacing or punctuation."""
+    return " ".join(tokens(text))
+
+
+def _masks(a: Sequence[str]) -> dict[str, int]:
+    masks: dict[str, int] = {}
+    for i, tok in enumerate(a):
+        masks[tok] = masks.get(tok, 0) | (1 << i)
+    return masks
+
+
+def _lcs(masks: dict[str, int], n: int, b: Sequence[str]) -> int:
+    full = (1 << n) - 1
+    v = full  # a 0 bit in v marks a position of `a` that is in the LCS found so far
+    for tok in b:
+        u = v & masks.get(tok, 0)
+        v = ((v + u) | (v - u)) & full
+    return n - v.bit_count()
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token lists (bit-parallel, Hyyro 2004)."""
+    return _lcs(_masks(a), len(a), b) if a and b else 0
+
+
+def _f1(lcs: int, n: int, m: int) -> float:
+    # ROUGE-L F1 = 2PR / (P + R) with P = lcs / m and R = lcs / n, which is 2 lcs / (n + m).
+    return 2 * lcs / (n + m) if lcs else 0.0
+
+
+def rouge_l(a: str, b: str) -> float:
+    """ROUGE-L F-measure of two texts over lowercase word tokens (symmetric; 0 when either is empty)."""
+    ta, tb = tokens(a), tokens(b)
+    return _f1(lcs_length(ta, tb), len(ta), len(tb))
+
+
+class RougeIndex:
+    """Texts kept tokenised, with an inverted index, so `best` scans only texts that share a token and
+    computes the exact LCS only where a bound (shared-token count) could still beat the best so far."""
+
+    def __init__(self, texts: Iterable[str] = ()) -> None:
+        self.texts: list[str] = []
+        self._tokens: list[list[str]] = []
+        self._counts: list[Counter[str]] = []
+        self._postings: dict[str, list[int]] = defaultdict(list)
+        for text in texts:
+            self.add(text)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def add(self, text: str) -> None:
+        """Index one more text."""
+        toks = tokens(text)
+        counts = Counter(toks)
+        for tok in counts:
+            self._postings[tok].append(len(self.texts))
+        self.texts.append(text)
+        self._tokens.append(toks)
+        self._counts.append(counts)
+
+    def best(self, text: str, stop_above: float | None = None) -> tuple[float, int | None]:
+        """(highest ROUGE-L of `text` to an indexed text, its index); stops early once above `stop_above`."""
+        query = tokens(text)
+        masks = _masks(query)
+        shared: Counter[int] = Counter()
+        for tok, count in Counter(query).items():
+            for i in self._postings.get(tok, ()):
+                shared[i] += min(count, self._counts[i][tok])
+        # The LCS is at most the shared-token count, so this F1 bound orders and prunes the candidates.
+        bounds = sorted(((_f1(k, len(query), len(self._tokens[i])), i) for i, k in shared.items()), reverse=True)
+        best, where = 0.0, None
+        for bound, i in bounds:
+            if bound <= best:
+                break
+            score = _f1(_lcs(masks, len(query), self._tokens[i]), len(query), len(self._tokens[i]))
+            if score > best:
+                best, where = score, i
+                if stop_above is not None and best > stop_above:
+                    break
+        return best, where
+
+
+def max_rouge_l(text: str, corpus: Sequence[str] | RougeIndex) -> float:
+    """Highest ROUGE-L of `text` against any text of `corpus` (0 for an empty corpus)."""
+    index = corpus if isinstance(corpus, RougeIndex) else RougeIndex(corpus)
+    return index.best(text)[0]
+
+
+def _ngrams(text: str) -> list[str]:
+    toks = tokens(text)
+    return toks + [f"{x} {y}" for x, y in zip(toks, toks[1:], strict=False)]
+
+
+class TfidfIndex:
+    """Cosine nearest neighbours over TF-IDF vectors of word unigrams and bigrams (smoothed idf)."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.texts = list(texts)
+        grams = [Counter(_ngrams(t)) for t in self.texts]
+        df = Counter(g for counts in grams for g in counts)
+        n = len(self.texts)
+        self.idf = {g: math.log((1 + n) / (1 + d)) + 1 for g, d in df.items()}
+        self._postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for i, counts in enumerate(grams):
+            for g, w in self._vector(counts).items():
+                self._postings[g].append((i, w))
+
+    def _vector(self, counts: Counter[str]) -> dict[str, float]:
+        weights = {g: c * self.idf[g] for g, c in counts.items() if g in self.idf}
+        norm = math.sqrt(sum(w * w for w in weights.values()))
+        return {g: w / norm for g, w in weights.items()} if norm else {}
+
+    def nearest(self, text: str, k: int = 2, exclude_same: bool = True) -> list[tuple[int, float]]:
+        """Up to k (index, cosine) pairs, most similar first (ties by index); texts that share nothing
+        with the query are never returned; `exclude_same` skips texts equal to the query after normalising."""
+        scores: dict[int, float] = defaultdict(float)
+        for g, w in self._vector(Counter(_ngrams(text))).items():
+            for i, wi in self._postings.get(g, ()):
+                scores[i] += w * wi
+        same = normalize_text(text)
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [(i, s) for i, s in ranked if not (exclude_same and normalize_text(self.texts[i]) == same)][:k]
