@@ -42,6 +42,8 @@ class ChatResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    # Log-probabilities of the prompt tokens after the first, when the backend was asked for them (vLLM only).
+    prompt_logprobs: list[float] | None = None
 
 
 class ChatBackend(Protocol):

@@ -1,0 +1,309 @@
+"""What agents call: a chat backend behind a persistent call cache, with token / cost accounting and a budget.
+
+Every call is cached in a sqlite file by the hash of (backend kind, model, messages, sampling), so a re-run
+or a resumed run costs no new tokens. Usage is counted per agent and per round in the same file, in the
+same transaction as the cached results, so a crash loses neither half an entry nor the record of what a
+stored entry cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from agents.llm.types import ChatBackend, ChatRequest, ChatResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    round INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    cached_calls INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    PRIMARY KEY (round, agent)
+);
+"""
+ADD_USAGE = """
+INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (round, agent) DO UPDATE SET
+    calls = calls + excluded.calls,
+    cached_calls = cached_calls + excluded.cached_calls,
+    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = completion_tokens + excluded.completion_tokens,
+    cost = cost + excluded.cost
+"""
+
+
+class BudgetExceeded(RuntimeError):
+    """The token or cost budget is spent; the loop catches this to stop cleanly."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per 1M prompt tokens and per 1M completion tokens."""
+
+    prompt: float
+    completion: float
+
+    def __post_init__(self) -> None:
+        if self.prompt < 0 or self.completion < 0:
+            raise ValueError(f"prices must not be negative, got prompt={self.prompt} completion={self.completion}")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for these token counts."""
+        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1e6
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on all tokens spent (prompt + completion) and on cost in USD; None means no limit."""
+
+    max_tokens: int | None = None
+    max_cost: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.max_tokens is not None and self.max_tokens < 0) or (self.max_cost is not None and self.max_cost < 0):
+            raise ValueError(f"budget limits must not be negative, got {self}")
+
+
+@dataclass
+class Usage:
+    """What calls cost: all calls, those served from the cache, tokens spent and USD (cache hits spend none)."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.calls + other.calls,
+            self.cached_calls + other.cached_calls,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cost + other.cost,
+        )
+
+
+def cache_key(kind: str, model: str, request: ChatRequest, extra: dict[str, object] | None = None) -> str:
+    """sha256 of the JSON of (kind, model, messages, sampling[, extra]); the agent is not part of it."""
+    parts: list[object] = [kind, model, request.messages, request.sampling.to_json()]
+    if extra:
+        parts.append(extra)
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class LLMClient:
+    """A `ChatBackend` with a cache, accounting and a budget in front; agents call this, not the backend.
+
+    Only cache misses reach the backend, in one batch; identical requests within a batch are sent once.
+    Set `round` (the loop does) to count usage per round. The budget is checked before each batch of
+    misses against everything recorded in the file, so a run overshoots by at most the batch in flight.
+    Two threads that miss on the same request at the same moment both send it (the first stored wins).
+    """
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        cache_path: str | Path | None = None,
+        prices: Prices | None = None,
+        budget: Budget | None = None,
+    ) -> None:
+        self.backend = backend
+        self.cache_path = Path(cache_path) if cache_path is not None else None
+        self.prices = prices
+        self.budget = budget
+        self.round = 0
+        self._lock = threading.Lock()  # one connection shared by all threads, used one at a time
+        try:
+            if self.cache_path is not None:
+                self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(self.cache_path) if self.cache_path else ":memory:", timeout=60.0, check_same_thread=False
+            )
+            if self.cache_path is not None:
+                # WAL: readers in other processes never block the writer, and a crash rolls back cleanly.
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as err:
+            raise RuntimeError(f"cannot open the LLM call cache {self.cache_path}: {err}") from err
+
+    @property
+    def kind(self) -> str:
+        """The backend's kind."""
+        return self.backend.kind
+
+    @property
+    def model(self) -> str:
+        """The backend's model."""
+        return self.backend.model
+
+    def key(self, request: ChatRequest) -> str:
+        """The cache key of `request` for this backend."""
+        # Results with prompt logprobs differ from results without, so the setting joins the key when on.
+        logprobs = getattr(self.backend, "prompt_logprobs", None)
+        extra: dict[str, object] | None = {"prompt_logprobs": logprobs} if logprobs is not None else None
+        return cache_key(self.kind, self.model, request, extra)
+
+    def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """One result per request, in order; hits come from the cache (`cached=True`), misses from the backend."""
+        requests = list(requests)
+        round_ = self.round
+        keys = [self.key(r) for r in requests]
+        found = self._lookup(set(keys))
+        misses: dict[str, ChatRequest] = {}
+        for key, req in zip(keys, requests, strict=True):
+            if key not in found and key not in misses:
+                misses[key] = req
+        fresh: dict[str, ChatResult] = {}
+        if misses:
+            self._check_budget()
+            sent = list(misses.values())
+            got = self.backend.chat(sent)
+            if len(got) != len(sent):
+                raise RuntimeError(
+                    f"backend {self.kind}:{self.model} returned {len(got)} results for {len(sent)} requests"
+                )
+            for (key, req), res in zip(misses.items(), got, strict=True):
+                if len(res.texts) != req.sampling.n:
+                    raise RuntimeError(
+                        f"backend {self.kind}:{self.model} returned {len(res.texts)} texts for n={req.sampling.n} "
+                        f"(agent {req.agent})"
+                    )
+                fresh[key] = res
+        results: list[ChatResult] = []
+        spent: dict[str, Usage] = {}
+        for key, req in zip(keys, requests, strict=True):
+            use = spent.setdefault(req.agent, Usage())
+            use.calls += 1
+            if key in fresh:
+                res = fresh.pop(key)  # the first asker pays; a repeat in the same batch is a cache hit
+                use.prompt_tokens += res.prompt_tokens
+                use.completion_tokens += res.completion_tokens
+                use.cost += self.prices.cost(res.prompt_tokens, res.completion_tokens) if self.prices else 0.0
+                found[key] = res
+                results.append(replace(res, texts=list(res.texts)))
+            else:
+                use.cached_calls += 1
+                results.append(replace(found[key], texts=list(found[key].texts), cached=True))
+        self._record(round_, [(k, misses[k], found[k]) for k in misses], spent)
+        return results
+
+    def _lookup(self, keys: set[str]) -> dict[str, ChatResult]:
+        if not keys:
+            return {}
+        found: dict[str, ChatResult] = {}
+        ordered = sorted(keys)
+        with self._lock:
+            # sqlite caps the number of bound parameters; look up in chunks.
+            for start in range(0, len(ordered), 500):
+                chunk = ordered[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, result in self._db.execute(f"SELECT key, result FROM calls WHERE key IN ({marks})", chunk):
+                    data = json.loads(result)
+                    found[key] = ChatResult(
+                        list(data["texts"]),
+                        int(data["prompt_tokens"]),
+                        int(data["completion_tokens"]),
+                        prompt_logprobs=data.get("prompt_logprobs"),
+                    )
+        return found
+
+    def _record(self, round_: int, entries: list[tuple[str, ChatRequest, ChatResult]], spent: dict[str, Usage]) -> None:
+        now = time.time()
+        rows = [
+            (
+                key,
+                self.kind,
+                self.model,
+                json.dumps({"messages": req.messages, "sampling": req.sampling.to_json()}, ensure_ascii=False),
+                json.dumps(
+                    {
+                        "texts": res.texts,
+                        "prompt_tokens": res.prompt_tokens,
+                        "completion_tokens": res.completion_tokens,
+                        "prompt_logprobs": res.prompt_logprobs,
+                    },
+                    ensure_ascii=False,
+                ),
+                now,
+            )
+            for key, req, res in entries
+        ]
+        usage_rows = [
+            (round_, agent, u.calls, u.cached_calls, u.prompt_tokens, u.completion_tokens, u.cost)
+            for agent, u in spent.items()
+        ]
+        with self._lock:
+            try:
+                # One transaction: results and their cost are stored together or not at all.
+                with self._db:
+                    self._db.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    self._db.executemany(ADD_USAGE, usage_rows)
+            except sqlite3.Error as err:
+                raise RuntimeError(
+                    f"storing {len(rows)} LLM results and usage in the cache {self.cache_path} failed: {err}"
+                ) from err
+
+    def _check_budget(self) -> None:
+        if self.budget is None:
+            return
+        spent = self.total()
+        b = self.budget
+        if b.max_tokens is not None and spent.tokens >= b.max_tokens:
+            raise BudgetExceeded(
+                f"LLM token budget spent: {spent.tokens} tokens used of a limit of {b.max_tokens} "
+                f"(model {self.model}); cached calls are still served"
+            )
+        if b.max_cost is not None and spent.cost >= b.max_cost:
+            raise BudgetExceeded(
+                f"LLM cost budget spent: ${spent.cost:.4f} used of a limit of ${b.max_cost:.4f} "
+                f"(model {self.model}); cached calls are still served"
+            )
+
+    def usage(self, round: int | None = None) -> dict[str, Usage]:
+        """Usage per agent, of one round or (None) of all rounds, as recorded in the cache file."""
+        sql = "SELECT agent, SUM(calls), SUM(cached_calls), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost)"
+        sql += " FROM usage" + (" WHERE round = ?" if round is not None else "") + " GROUP BY agent ORDER BY agent"
+        with self._lock:
+            rows = self._db.execute(sql, () if round is None else (round,)).fetchall()
+        return {agent: Usage(int(a), int(b), int(c), int(d), float(e)) for agent, a, b, c, d, e in rows}
+
+    def total(self, round: int | None = None) -> Usage:
+        """Usage of all agents together, of one round or (None) of all rounds."""
+        return sum(self.usage(round).values(), Usage())
+
+    def close(self) -> None:
+        """Close the backend and the cache file."""
+        self.backend.close()
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
