@@ -56,6 +56,7 @@ class WorldQuestioner:
         park_after: int = 60,
         progress_weight: float = 1.0,
         novel_tries: int = 200,
+        curriculum: bool = True,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown questioner strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
@@ -68,6 +69,7 @@ class WorldQuestioner:
         self.park_after = park_after
         self.progress_weight = progress_weight
         self.novel_tries = novel_tries
+        self.curriculum = curriculum
         self.known: set[str] = set()
 
     def remember(self, questions: Iterable[object]) -> None:
@@ -152,6 +154,8 @@ class WorldQuestioner:
             recent = node.history[-fed_rounds:] if fed_rounds else []
             if fed >= self.park_after and max([p, *recent]) <= self.stuck:
                 return [(key, 0.0, f"parked: {fed} items in {fed_rounds} rounds gave no progress")]
+            if not self.curriculum:
+                return [(key, 0.25, f"stuck at {p:.2f}, fed {fed} so far")]
             easier = max(LEVELS[0], self.difficulty - 1)
             why = f"stuck at {p:.2f}: curriculum, half at level {easier}"
             # Half one level down (a foothold), half at the target level (so it transfers).

@@ -90,6 +90,10 @@ class SynthesisConfig(_Node):
 
     strategy: Literal["llm2llm", "weakness", "frontier", "random"] = "frontier"
     budget_per_round: int = Field(300, ge=0)
+    curriculum: bool = Field(
+        True, description="frontier: half a stuck node's items one difficulty level down (else all at the task level)"
+    )
+    refine: bool = Field(True, description="Examiner: split weak points into facets (AutoDetect-style growth)")
     park_after: int = Field(
         60, ge=0, description="frontier: stop feeding a node stuck near zero once this many kept items moved it not"
     )

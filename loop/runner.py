@@ -62,9 +62,15 @@ class Runner:
         self.store = store
         self.root = store.root
         self.points = cfg.task.points or points_for()
-        self.examiner = WorldExaminer()
+        syn = cfg.synthesis
+        self.examiner = WorldExaminer(max_refinements=6 if syn.refine else 0)
         self.questioner = WorldQuestioner(
-            cfg.synthesis.strategy, cfg.seed, cfg.task.difficulty, self.points, park_after=cfg.synthesis.park_after
+            syn.strategy,
+            cfg.seed,
+            cfg.task.difficulty,
+            self.points,
+            park_after=syn.park_after,
+            curriculum=syn.curriculum,
         )
         self.teacher = WorldOracle()
         self.assessor = WorldAssessor()

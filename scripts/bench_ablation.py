@@ -7,6 +7,8 @@ round-0 and final held-out test accuracy per strategy, and each strategy's gain 
     .venv/bin/python scripts/bench_ablation.py [--seeds 0 1 2] [--strategies random llm2llm weakness frontier]
         [--out runs/ablation] [--jobs N] [CONFIG] [key=value ...]
 
+A strategy may also be a labelled variant, `LABEL:key=value,key=value` (e.g.
+`flat:synthesis.strategy=frontier,synthesis.curriculum=false`), to ablate one part of a strategy.
 With --jobs N > 1, N runs go at once, each limited to one torch thread (two runs of two threads on a
 2-core machine were 7-15x slower than one). Accuracy does not depend on the thread count.
 """
@@ -58,7 +60,14 @@ def run_one(run_dir: Path, config: list[str], overrides: list[str], one_thread: 
 
 def run_dir_of(args: argparse.Namespace, strategy: str, seed: int) -> Path:
     """Where one (strategy, seed) run lives."""
-    return args.out / f"{strategy}-s{seed}"
+    return args.out / f"{strategy.split(':')[0]}-s{seed}"
+
+
+def variant_overrides(spec: str) -> list[str]:
+    """`frontier` -> [synthesis.strategy=frontier]; `LABEL:a=1,b=2` -> [a=1, b=2]."""
+    if ":" not in spec:
+        return [f"synthesis.strategy={spec}"]
+    return [o for o in spec.split(":", 1)[1].split(",") if o]
 
 
 def main() -> None:
@@ -78,7 +87,7 @@ def main() -> None:
     def work(job: tuple[str, int]) -> None:
         strategy, seed = job
         run_dir = run_dir_of(args, strategy, seed)
-        extra = [f"seed={seed}", f"synthesis.strategy={strategy}", *overrides]
+        extra = [f"seed={seed}", *variant_overrides(strategy), *overrides]
         secs = run_one(run_dir, config, extra, one_thread=args.jobs > 1)
         got = final_metrics(run_dir)
         assert got is not None, run_dir

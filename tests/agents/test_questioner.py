@@ -142,3 +142,10 @@ def test_only_unseen_questions_and_an_exhausted_point_passes_its_share_on() -> N
     assert len(items) == 40 and len({i["instruction"] for i in items}) == 40  # the rest went to seq.last
     again = q.question(_profile([]), [], 10, 2)
     assert not {i["instruction"] for i in again} & {i["instruction"] for i in items}
+
+
+def test_frontier_without_curriculum_feeds_a_stuck_node_at_the_task_level() -> None:
+    profile = _profile([_node("seq.last", 0.0), _node("cmp.max", 0.5)])
+    items = WorldQuestioner("frontier", 0, 2, curriculum=False).question(profile, [], 40, 1)
+    assert {i["difficulty"] for i in items} == {2}
+    assert sum(i["knowledge_point"] == "seq.last" for i in items) == 20  # weight 0.25 = p(1-p) at p=0.5
