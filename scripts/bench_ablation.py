@@ -95,7 +95,9 @@ def main() -> None:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(work, todo))
-    results = {s: [final_metrics(run_dir_of(args, s, seed)) for seed in args.seeds] for s in args.strategies}
+    results = {
+        s.split(":")[0]: [final_metrics(run_dir_of(args, s, seed)) for seed in args.seeds] for s in args.strategies
+    }
 
     def stats(values: list[float]) -> str:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -103,14 +105,14 @@ def main() -> None:
 
     base = [r["last"]["test/accuracy"] for r in results.get("random", [])]
     print(f"\nfinal held-out test accuracy over seeds {args.seeds} ({', '.join(overrides) or 'default config'})")
-    print(f"{'strategy':10s} {'round 0':>15s} {'final':>15s} {'min':>7s} {'max':>7s} {'vs random':>10s} {'per seed'}")
+    print(f"{'strategy':14s} {'round 0':>15s} {'final':>15s} {'min':>7s} {'max':>7s} {'vs random':>10s} {'per seed'}")
     for strategy, runs in results.items():
         first = [r["first"]["test/accuracy"] for r in runs]
         last = [r["last"]["test/accuracy"] for r in runs]
         gain = statistics.fmean(last) - statistics.fmean(base) if base else float("nan")
         per_seed = " ".join(f"{x:.3f}" for x in last)
         print(
-            f"{strategy:10s} {stats(first):>15s} {stats(last):>15s} {min(last):7.3f} {max(last):7.3f} "
+            f"{strategy:14s} {stats(first):>15s} {stats(last):>15s} {min(last):7.3f} {max(last):7.3f} "
             f"{gain:+10.3f} {per_seed}"
         )
 
