@@ -15,10 +15,14 @@ _PACKAGE = "agents.llm"
 _FOLDER = "prompts"
 
 
+class PromptError(LookupError):
+    """A template that does not exist, or a variable it needs that was not given."""
+
+
 def _source(name: str) -> str:
     path = resources.files(_PACKAGE).joinpath(_FOLDER, f"{name}.j2")
     if not path.is_file():
-        raise KeyError(f"no prompt template {name!r}; known: {', '.join(template_names())}")
+        raise PromptError(f"no prompt template {name!r}; known: {', '.join(template_names())}")
     return path.read_text(encoding="utf-8")
 
 
@@ -40,9 +44,9 @@ def template_names() -> list[str]:
 
 
 def render(name: str, **variables: object) -> str:
-    """The template `name` rendered with `variables`; a missing variable raises naming both."""
+    """The template `name` rendered with `variables`; a missing template or variable raises PromptError."""
     template = _environment().get_template(name)
     try:
         return template.render(**variables).strip()
     except jinja2.UndefinedError as err:
-        raise KeyError(f"prompt template {name!r}: {err.message} (given: {', '.join(sorted(variables))})") from err
+        raise PromptError(f"prompt template {name!r}: {err.message} (given: {', '.join(sorted(variables))})") from err

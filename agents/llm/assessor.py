@@ -1,0 +1,124 @@
+"""The LLM Assessor: grades student answers and curates synthetic items with a model as judge.
+
+- `grade`: the task's `verifier(prediction, reference, record) -> bool | None` decides where it can
+  (an exact check beats any judge); otherwise an MT-Bench judge (AutoDetect's Assessor) compares the
+  answer with the reference and rates it [[1-10]] at temperature 0; `correct` = score >= weak_score.
+- `curate` (Humpback self-curation): drop malformed items and, given a verifier, teacher answers that
+  disagree with the Questioner's reference; then the model rates each pair on a 5-point scale
+  ("Score: n") and items below `min_quality` are dropped. Humpback keeps only 5s (>= 4.5); the default
+  4 here is looser, since a stricter bar suits a large unlabelled pool more than a targeted batch.
+Unparsable judge output is asked again (another seed) at most `max_tries` times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from agents.llm.parsing import Chat, ask_parsed, excerpt, parse_rating, parse_score
+from agents.llm.prompts import render
+from agents.llm.types import ChatRequest, Sampling
+from agents.roles import Record
+
+Verifier = Callable[[str, str, Record], "bool | None"]
+
+
+class LLMAssessor:
+    """Assessor backed by a chat model, with an optional exact verifier."""
+
+    def __init__(
+        self,
+        client: Chat,
+        verifier: Verifier | None = None,
+        weak_score: float = 3.1,
+        min_quality: float = 4,
+        max_tries: int = 2,
+        max_tokens: int = 1024,
+        excerpt_chars: int = 300,
+    ) -> None:
+        self.client = client
+        self.verifier = verifier
+        self.weak_score = weak_score
+        self.min_quality = min_quality
+        self.max_tries = max_tries
+        self.max_tokens = max_tokens
+        self.excerpt_chars = excerpt_chars
+
+    # -- grading ------------------------------------------------------------------------------------
+    def grade(self, records: Sequence[Record]) -> list[Record]:
+        """Each record with `correct`, `score` (judge's 1-10, None when verified), `judge`, `error_type`."""
+        verdicts = [self._verify(str(r.get("prediction", "")), r.get("output"), r) for r in records]
+        ask = [i for i, v in enumerate(verdicts) if v is None]
+        got = ask_parsed(self.client, [self._judge_request(records[i]) for i in ask], parse_rating, self.max_tries)
+        judged = dict(zip(ask, got, strict=True))
+        out = []
+        for i, r in enumerate(records):
+            if verdicts[i] is not None:
+                ok = bool(verdicts[i])
+                out.append({**r, "correct": ok, "score": None, "judge": "verifier", "error_type": _error(ok, "wrong")})
+                continue
+            g = judged[i]
+            text = excerpt(g.text, self.excerpt_chars)
+            if g.value is None:
+                out.append({**r, "correct": False, "score": None, "judge": text, "error_type": "unjudged"})
+            else:
+                ok = g.value >= self.weak_score
+                err = _error(ok, f"judged {g.value:g} < {self.weak_score:g}")
+                out.append({**r, "correct": ok, "score": g.value, "judge": text, "error_type": err})
+        return out
+
+    def _verify(self, answer: str, reference: object, record: Record) -> bool | None:
+        if self.verifier is None or reference is None or not str(reference).strip():
+            return None
+        return self.verifier(answer, str(reference), record)
+
+    def _judge_request(self, record: Record) -> ChatRequest:
+        question, answer, reference = record["instruction"], record.get("prediction", ""), record.get("output")
+        if reference is not None and str(reference).strip():
+            user = render("judge_reference", question=question, answer=answer, reference=reference)
+        else:
+            user = render("judge", question=question, answer=answer)
+        messages = [{"role": "system", "content": render("judge_system")}, {"role": "user", "content": user}]
+        return ChatRequest(messages, Sampling(temperature=0.0, max_tokens=self.max_tokens), "assessor")
+
+    # -- curation -----------------------------------------------------------------------------------
+    def curate(self, items: Sequence[Record]) -> tuple[list[Record], list[Record]]:
+        """(kept, dropped); kept items carry `quality`, dropped ones `drop_reason` (and `quality` if rated)."""
+        problems = [self._problem(item) for item in items]
+        ask = [i for i, p in enumerate(problems) if p is None]
+        requests = [self._quality_request(items[i]) for i in ask]
+        rated = dict(zip(ask, ask_parsed(self.client, requests, parse_score, self.max_tries), strict=True))
+        kept, dropped = [], []
+        for i, item in enumerate(items):
+            if problems[i]:
+                dropped.append({**item, "kept": False, "drop_reason": problems[i]})
+                continue
+            g = rated[i]
+            if g.value is None:
+                dropped.append({**item, "kept": False, "quality": None, "drop_reason": f"unrated: {g.error}"})
+            elif g.value < self.min_quality:
+                reason = f"quality {g.value:g} < {self.min_quality:g}"
+                dropped.append({**item, "kept": False, "quality": g.value, "drop_reason": reason})
+            else:
+                kept.append({**item, "quality": g.value})
+        return kept, dropped
+
+    def _problem(self, item: Record) -> str | None:
+        question, output = str(item.get("instruction") or "").strip(), str(item.get("output") or "").strip()
+        if not question:
+            return "malformed: empty instruction"
+        if not output:
+            note = item.get("teacher_note")
+            return (
+                f"malformed: no answer from the teacher ({note})" if note else "malformed: no answer from the teacher"
+            )
+        if self._verify(output, item.get("reference"), item) is False:
+            return "teacher answer disagrees with the reference"
+        return None
+
+    def _quality_request(self, item: Record) -> ChatRequest:
+        user = render("quality", instruction=item["instruction"], output=item["output"])
+        return ChatRequest([{"role": "user", "content": user}], Sampling(0.0, max_tokens=self.max_tokens), "assessor")
+
+
+def _error(ok: bool, label: str) -> str | None:
+    return None if ok else label
