@@ -150,7 +150,8 @@ class AutoDetectExaminer:
 
     def _propose(self, evals: Sequence[Record], done: list[Record], round: int) -> Record:
         taxonomy = self.taxonomy(done)
-        attempt = len(done)  # differs for every proposal, so a re-proposal is a new (uncached) request
+        # Calls are cached by request: each proposal (and each of its retries, seed + 1...) gets its own seeds.
+        attempt = len(done)
         rng = random.Random(f"{self.seed}:autodetect:{round}:{attempt}")
         prompt = render(
             "autodetect_propose",
@@ -159,7 +160,7 @@ class AutoDetectExaminer:
             bad_cases=self._bad_cases(evals, taxonomy, rng),
             rejected=[r["point"] for r in done if r.get("kind") == "rejected" and r.get("point")],
         )
-        sampling = Sampling(1.0, seed=attempt, max_tokens=1024)
+        sampling = Sampling(1.0, seed=attempt * self.max_tries, max_tokens=1024)
         request = ChatRequest([{"role": "user", "content": prompt}], sampling, "examiner")
         (got,) = ask_parsed(self.client, [request], _parse_proposal, self.max_tries)
         base = {"round": round, "point": None, "category": None, "description": None}
@@ -210,7 +211,7 @@ class AutoDetectExaminer:
                 chosen = rng.sample(failed[point], min(self.bad_cases, len(failed[point])))
                 cases = [
                     {
-                        "instruction": excerpt(str(c["instruction"]), 600),
+                        "instruction": excerpt(str(c.get("instruction", "")), 600),
                         "prediction": excerpt(str(c.get("prediction", "")), 400),
                         "score": c.get("score"),
                     }

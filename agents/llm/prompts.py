@@ -43,7 +43,7 @@ def template_names() -> list[str]:
     return sorted(p.name[: -len(".j2")] for p in folder.iterdir() if p.name.endswith(".j2"))
 
 
-def render(name: str, **variables: object) -> str:
+def render(name: str, /, **variables: object) -> str:
     """The template `name` rendered with `variables`; a missing template or variable raises PromptError."""
     template = _environment().get_template(name)
     try:
