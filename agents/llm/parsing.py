@@ -43,8 +43,8 @@ def excerpt(text: str, limit: int = 160) -> str:
 
 
 def _json_values(text: str, opener: str) -> Iterator[object]:
-    """Every JSON value that starts at an `opener` character, fenced blocks first, outermost first;
-    then the same with trailing commas removed (a common slip that strict JSON rejects)."""
+    """Every JSON value that starts at an `opener` character (nested ones too), fenced blocks first,
+    outer before inner; then the same with trailing commas removed (a slip that strict JSON rejects)."""
     sources = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     for source in sources + [_TRAILING_COMMA.sub(r"\1", s) for s in sources]:
         start = source.find(opener)
@@ -55,7 +55,7 @@ def _json_values(text: str, opener: str) -> Iterator[object]:
                 start = source.find(opener, start + 1)
                 continue
             yield value
-            start = source.find(opener, end)
+            start = source.find(opener, start + 1)  # values nested in this one come next
 
 
 def parse_json(text: str, required: Sequence[str] = ()) -> dict[str, object]:

@@ -4,8 +4,8 @@ With `samples=1` the answer is greedy. With `samples=k>1` the model samples k an
 each votes with its final answer (`extract`, e.g. the last number; the whole text, case and spacing
 ignored, when no `extract` is given); the majority answer is kept only if its share of all k samples reaches
 `min_agreement` and no other answer ties it. Otherwise `output` is "" and `teacher_note` says why, so
-the Assessor drops the item as malformed. An empty reply is asked again (another seed) at most
-`max_tries` times.
+the Assessor drops the item as malformed. With one sample, an empty reply is asked again (another
+seed) at most `max_tries` times; with k samples there is no retry (an empty sample just does not vote).
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from agents.examiner import WorldExaminer
 from agents.llm.assessor import LLMAssessor
+from agents.llm.client import LLMClient
 from agents.llm.examiner import AutoDetectExaminer, load_taxonomy
 from agents.llm.questioner import LLMQuestioner
 from agents.llm.scripted import ScriptedBackend
@@ -312,7 +314,7 @@ def test_examiner_caps_new_points_and_honours_stop() -> None:
     assert len(stopper.calls) == 1
 
 
-def test_examiner_unparsable_proposals_count_as_rejections(tmp_path) -> None:
+def test_examiner_unparsable_proposals_count_as_rejections(tmp_path: Path) -> None:
     backend = ScriptedBackend([(PROPOSE, "hmm, let me think")])
     ex = AutoDetectExaminer(backend, TAXONOMY, max_tries=2)
     profile = ex.examine(_scored("add", [1]), 1, None)
@@ -427,3 +429,19 @@ def test_assessor_curation_drops_with_reasons() -> None:
     }
     assert all(d["kept"] is False for d in dropped)
     assert "Instruction:\nq\n" in _user(backend.calls[0]) and "Score: <rating>" in _user(backend.calls[0])
+
+
+# -- Through the caching client ---------------------------------------------------------------------
+def test_retries_reach_the_model_through_the_call_cache(tmp_path: Path) -> None:
+    backend = ScriptedBackend([(".", "not json at all")])
+    client = LLMClient(backend, tmp_path / "calls.sqlite")
+    LLMQuestioner(client, "llm2llm", max_tries=3).question(PROFILE, [_failure(1)], budget=5, round=1)
+    assert len(backend.calls) == 3  # a retry equal to the first try would have been a cache hit
+    again = LLMQuestioner(client, "llm2llm", max_tries=3)
+    assert again.question(PROFILE, [_failure(1)], budget=5, round=1) == []
+    assert len(backend.calls) == 3 and str(again.rejected[0]["reason"]).startswith("unparsable")  # re-run: free
+    judge = LLMAssessor(client, max_tries=2)
+    assert (
+        judge.grade([{"id": "x", "instruction": "q", "output": "a", "prediction": "b"}])[0]["error_type"] == "unjudged"
+    )
+    assert len(backend.calls) == 5

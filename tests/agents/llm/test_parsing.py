@@ -30,6 +30,10 @@ def test_parse_json_nested_braces_in_strings_and_required_keys() -> None:
     assert parse_json(text, required=("question", "answer"))["question"] == 'What is {x} in "a}b"?'
     # The first object lacks a required key; the next one that has it wins.
     assert parse_json('{"note": 1} then {"question": "q", "answer": "a"}', required=("answer",))["answer"] == "a"
+    # A wrapped object is found inside its wrapper (AutoDetect's {"test_case1": {...}} replies).
+    wrapped = '{"test_case1": {"key_point": "k", "prompt": "p"}}'
+    assert parse_json(wrapped, required=("prompt",)) == {"key_point": "k", "prompt": "p"}
+    assert parse_json(wrapped) == {"test_case1": {"key_point": "k", "prompt": "p"}}  # outermost first
     # An object nested in a broken outer one is still found.
     assert parse_json('{"outer": {"question": "q"}, oops', required=("question",)) == {"question": "q"}
 
