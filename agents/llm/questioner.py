@@ -5,11 +5,13 @@
   the prompt also shows the student's wrong answer, which the release's template has no slot for.
 - `autodetect` (AutoDetect's iterative search): per weak node, a new prompt aimed at a lower score,
   shown 5 past items (2 random bad ones + 3 random, else the 5 lowest); new points from the Examiner
-  get a seed prompt from their description. Up to `per_point` items per node, weakest first.
+  get a seed prompt from their description. Up to `per_point` items per node: new points first, then
+  weak nodes weakest first. The search spans rounds: new prompts get their scores when next probed.
 - `instructors` (LLMs-as-Instructors): n = ceil(budget / #wrong) similar items per wrong answer
   (capped by the budget), shown the question and the wrong answer; with `contrast`, also the k nearest
-  questions the student got right (TF-IDF cosine here, where the paper embeds with BERT). Departure:
-  the answer key is shown too, when the record has one.
+  questions the student got right (TF-IDF cosine here, where the paper embeds with BERT). Departures:
+  the answer key is shown too, when the record has one; the paper's n has +1 to make up for drops,
+  here the missing items are asked for again instead.
 A candidate is kept only if it is not a known question and its ROUGE-L to every known one is at most
 `rouge_max`; a request is re-asked (with another seed) at most `max_tries` times, then dropped with its
 reason in `self.rejected`.
@@ -155,7 +157,8 @@ class LLMQuestioner:
         for node, stats, description in targets:
             past = [r for r in records if stats is not None and _in_node(r, stats)]
             parent = {"id": node, "knowledge_point": node if stats is None else stats.point}
-            parent |= {k: past[0].get(k) for k in ("facet", "skill", "difficulty")} if past else {}
+            parent |= {"facet": stats.facet if stats else None}  # a point-level node has no one facet
+            parent |= {k: past[0].get(k) for k in ("skill", "difficulty")} if past else {}
             why = "autodetect: " + (f"new point {node!r}" if stats is None else f"weak, accuracy {stats.accuracy:.2f}")
             for v in range(min(self.per_point, budget - len(jobs))):
                 ask = partial(self._autodetect_messages, node, description, _history(past, rng))
