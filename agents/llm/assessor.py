@@ -48,7 +48,7 @@ class LLMAssessor:
         """Each record with `correct`, `score` (judge's 1-10, None when verified), `judge`, `error_type`."""
         verdicts = [self._verify(str(r.get("prediction", "")), r.get("output"), r) for r in records]
         ask = [i for i, v in enumerate(verdicts) if v is None]
-        got = ask_parsed(self.client, [self._judge_request(records[i]) for i in ask], parse_rating, self.max_tries)
+        got = ask_parsed(self.client, [self.judge_request(records[i]) for i in ask], parse_rating, self.max_tries)
         judged = dict(zip(ask, got, strict=True))
         out = []
         for i, r in enumerate(records):
@@ -71,7 +71,8 @@ class LLMAssessor:
             return None
         return self.verifier(answer, str(reference), record)
 
-    def _judge_request(self, record: Record) -> ChatRequest:
+    def judge_request(self, record: Record) -> ChatRequest:
+        """The MT-Bench-style 1-10 judge request for one graded record."""
         question, answer, reference = record["instruction"], record.get("prediction", ""), record.get("output")
         if reference is not None and str(reference).strip():
             user = render("judge_reference", question=question, answer=answer, reference=reference)
@@ -85,7 +86,7 @@ class LLMAssessor:
         """(kept, dropped); kept items carry `quality`, dropped ones `drop_reason` (and `quality` if rated)."""
         problems = [self._problem(item) for item in items]
         ask = [i for i, p in enumerate(problems) if p is None]
-        requests = [self._quality_request(items[i]) for i in ask]
+        requests = [self.quality_request(items[i]) for i in ask]
         rated = dict(zip(ask, ask_parsed(self.client, requests, parse_score, self.max_tries), strict=True))
         kept, dropped = [], []
         for i, item in enumerate(items):
@@ -115,7 +116,8 @@ class LLMAssessor:
             return "teacher answer disagrees with the reference"
         return None
 
-    def _quality_request(self, item: Record) -> ChatRequest:
+    def quality_request(self, item: Record) -> ChatRequest:
+        """The Humpback-style 5-point rating request for one item."""
         user = render("quality", instruction=item["instruction"], output=item["output"])
         return ChatRequest([{"role": "user", "content": user}], Sampling(0.0, max_tokens=self.max_tokens), "assessor")
 

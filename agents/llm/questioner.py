@@ -124,9 +124,9 @@ class LLMQuestioner:
     def _llm2llm_jobs(self, failures: Sequence[Record], budget: int, rng: random.Random) -> list[_Job]:
         seeds = _sample([f for f in failures if f.get("source") != "synthetic"], budget, rng)
         why = "llm2llm: one similar item per failed seed item"
-        return [_Job(f, 1, partial(self._llm2llm_messages, f), why) for f in seeds]
+        return [_Job(f, 1, partial(self.llm2llm_messages, f), why) for f in seeds]
 
-    def _llm2llm_messages(self, failure: Record, n: int) -> list[Message]:
+    def llm2llm_messages(self, failure: Record, n: int) -> list[Message]:
         """The chat for one new item (LLM2LLM asks for one per failure; `n` is always 1)."""
         shots: list[Message] = []
         for ex in self.examples:

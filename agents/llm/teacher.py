@@ -56,14 +56,15 @@ class LLMTeacher:
 
     def answer(self, candidates: Sequence[Record]) -> list[Record]:
         """Each candidate with `output` ("" when no answer could be had) and `teacher`."""
-        requests = [self._request(c) for c in candidates]
+        requests = [self.request(c) for c in candidates]
         if self.samples == 1:
             got = ask_parsed(self.client, requests, _non_empty, self.max_tries)
             return [self._single(c, g.value, g.error) for c, g in zip(candidates, got, strict=True)]
         results = self.client.chat(requests)
         return [{**c, **self.vote(r.texts), "teacher": self.name} for c, r in zip(candidates, results, strict=True)]
 
-    def _request(self, candidate: Record) -> ChatRequest:
+    def request(self, candidate: Record) -> ChatRequest:
+        """The chat request that answers one candidate."""
         messages = [{"role": "system", "content": render(self.system)}] if self.system else []
         messages.append({"role": "user", "content": str(candidate["instruction"])})
         if self.samples == 1:
