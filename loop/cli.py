@@ -139,5 +139,158 @@ def ifd(
     )
 
 
+# Data hygiene: `gaploop data decontam` and `gaploop data dedup` over JSONL files.
+
+data_app = typer.Typer(no_args_is_help=True, help="Data hygiene on JSONL files: decontamination and dedup.")
+app.add_typer(data_app, name="data")
+
+FieldOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(help="text field of the rows (default: the first of instruction, question, prompt)"),
+]
+
+
+def _report_path(out: Path) -> Path:
+    """`clean.jsonl` -> `clean.dropped.jsonl`, beside it."""
+    return out.with_name(f"{out.stem if out.suffix == '.jsonl' else out.name}.dropped.jsonl")
+
+
+def _read(option: str, path: Path, field: str | None) -> tuple[list[dict[str, object]], list[int]]:
+    from loop.hygiene import HygieneError, read_rows
+
+    try:
+        return read_rows(path, field)
+    except HygieneError as err:
+        typer.secho(f"{option}: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+@data_app.command("decontam")
+def data_decontam(
+    train: Annotated[Path, typer.Option(help="JSONL rows to clean")],
+    against: Annotated[list[Path], typer.Option(help="evaluation JSONL to protect; repeat for several sets")],
+    out: Annotated[
+        Path, typer.Option(help="JSONL out: the kept rows; the dropped ones go to <out stem>.dropped.jsonl beside it")
+    ],
+    field: FieldOpt = None,
+    against_field: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="text field of the --against rows (default: the first of instruction, question, prompt)"),
+    ] = None,
+    n: Annotated[int, typer.Option(help="words in a shared run that marks a copy")] = 13,
+    near_threshold: Annotated[
+        float, typer.Option(help="share of an evaluation row's words in order that marks a near copy; 0 = off")
+    ] = 0.9,
+) -> None:
+    """Drop training rows that contain an evaluation row: a shared n-word run, or a near copy with small edits."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from loop.hygiene import decontaminate
+    from trainers.jsonl import write_jsonl
+
+    rows, lines = _read("--train", train, field)
+    names = [p.stem for p in against]
+    names = [str(p) if names.count(name) > 1 else name for p, name in zip(against, names, strict=True)]
+    sets = {name: _read("--against", path, against_field) for name, path in zip(names, against, strict=True)}
+    kept, dropped = decontaminate(
+        rows,
+        {name: s[0] for name, s in sets.items()},
+        n=n,
+        field=field,
+        against_field=against_field,
+        near_threshold=near_threshold or None,
+    )
+    files = dict(zip(names, against, strict=True))
+    report = [
+        {
+            "line": lines[d["row_index"]],
+            "reason": d["drop_reason"],
+            "match": d["match"],
+            "detail": d["drop_detail"],
+            "similarity": d["similarity"],
+            "matched": {
+                "set": d["matched_set"],
+                "file": str(files[d["matched_set"]]),
+                "line": sets[d["matched_set"]][1][d["matched_index"]],
+                "id": d["matched_id"],
+                "text": d["matched_text"],
+            },
+            "row": rows[d["row_index"]],
+        }
+        for d in dropped
+    ]
+    write_jsonl(out, kept)
+    write_jsonl(_report_path(out), report)
+
+    table = Table(title=f"{train}: {len(rows)} rows, dropped by the evaluation row they contain")
+    for column in ("evaluation set", "rows", "dropped", f"{n}-gram", "whole text", "near copy"):
+        table.add_column(column, justify="left" if column == "evaluation set" else "right")
+    for name, (set_rows, _) in sets.items():
+        kinds = [d["match"] for d in dropped if d["matched_set"] == name]
+        counts = (len(kinds), kinds.count(f"{n}-gram"), kinds.count("whole text"), kinds.count("near-copy"))
+        table.add_row(name, str(len(set_rows)), *map(str, counts))
+    Console().print(table)
+    typer.echo(f"kept {len(kept)} of {len(rows)} rows -> {out}; dropped {len(dropped)} -> {_report_path(out)}")
+
+
+@data_app.command("dedup")
+def data_dedup(
+    in_: Annotated[Path, typer.Option("--in", help="JSONL rows to deduplicate")],
+    out: Annotated[
+        Path, typer.Option(help="JSONL out: the kept rows; the dropped ones go to <out stem>.dropped.jsonl beside it")
+    ],
+    method: Annotated[
+        str, typer.Option(help="exact (normalised text), rouge (ROUGE-L, small pools) or minhash (large pools)")
+    ] = "minhash",
+    threshold: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(help="rouge: drop above this ROUGE-L (default 0.7); minhash: drop at this Jaccard (0.8)"),
+    ] = None,
+    field: FieldOpt = None,
+) -> None:
+    """Drop rows that repeat an earlier row, exactly or nearly; the first of each group is kept."""
+    import time
+
+    from loop.hygiene import exact_dedup, minhash_dedup, rouge_dedup
+    from trainers.jsonl import write_jsonl
+
+    methods = {"exact": None, "rouge": 0.7, "minhash": 0.8}
+    if method not in methods:
+        typer.secho(f"--method: expected one of {', '.join(methods)}, got {method!r}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    if threshold is not None and (method == "exact" or not 0.0 <= threshold <= 1.0):
+        why = "does not apply to --method exact" if method == "exact" else "must be between 0 and 1"
+        typer.secho(f"--threshold: {why}, got {threshold}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    rows, lines = _read("--in", in_, field)
+    t0 = time.perf_counter()
+    if method == "exact":
+        kept, dropped = exact_dedup(rows, field)
+    elif method == "rouge":
+        kept, dropped = rouge_dedup(rows, threshold if threshold is not None else methods["rouge"], field)
+    else:
+        kept, dropped = minhash_dedup(rows, threshold if threshold is not None else methods["minhash"], field=field)
+    seconds = time.perf_counter() - t0
+    report = [
+        {
+            "line": lines[d["row_index"]],
+            "reason": d["drop_reason"],
+            "match": d["match"],
+            "detail": d["drop_detail"],
+            "similarity": d["similarity"],
+            "matched": {"line": lines[d["matched_index"]], "id": d["matched_id"], "text": d["matched_text"]},
+            "row": rows[d["row_index"]],
+        }
+        for d in dropped
+    ]
+    write_jsonl(out, kept)
+    write_jsonl(_report_path(out), report)
+    typer.echo(
+        f"{method}: kept {len(kept)} of {len(rows)} rows -> {out}; dropped {len(dropped)} -> {_report_path(out)} "
+        f"({seconds:.1f}s)"
+    )
+
+
 if __name__ == "__main__":
     app()
