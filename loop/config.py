@@ -56,10 +56,56 @@ class StudentConfig(_Node):
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:i]'")
 
 
-class TeacherConfig(_Node):
-    """Who writes and answers new items. The embedded default's teacher is the verifiable world's oracle."""
+class LLMConfig(_Node):
+    """A chat model behind one backend, used by the LLM agents (Questioner, Teacher, Assessor)."""
 
-    kind: Literal["world"] = Field("world", description="'world': programmatic generator + exact checker")
+    backend: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers", description="transformers (local, CPU or GPU), vllm (offline engine), openai (any HTTP API)"
+    )
+    model: str = Field(
+        "tiny",
+        description="'tiny': a tiny chat model trained here on the agents' own prompts over the task world "
+        "(CPU demo; quality is not the point); else an HF folder, hub name or the served model's name",
+    )
+    base_url: str | None = Field(None, description="openai: the endpoint, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: the environment variable holding the key")
+    max_concurrency: int = Field(8, ge=1, description="openai: requests in flight at once")
+    timeout: float = Field(60.0, gt=0, description="openai: seconds per request")
+    max_retries: int = Field(5, ge=0, description="openai: retries on 429 / 5xx / connection errors")
+    engine: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="vllm: engine arguments (gpu_memory_utilization, max_model_len, ...)"
+    )
+    device: str = Field("auto", description="transformers: 'auto', 'cpu' or 'cuda[:i]'")
+    max_tokens: int = Field(256, ge=1, description="new tokens per reply")
+    temperature: float = Field(1.0, ge=0, description="Questioner sampling temperature")
+    max_tries: int = Field(3, ge=1, description="re-asks when a reply does not parse, then the item is dropped")
+    price_prompt: float | None = Field(None, ge=0, description="USD per 1M prompt tokens (for cost accounting)")
+    price_completion: float | None = Field(None, ge=0, description="USD per 1M completion tokens")
+    budget_tokens: int | None = Field(None, ge=1, description="stop the loop once the agents spent this many tokens")
+    budget_cost: float | None = Field(None, gt=0, description="stop the loop once the agents spent this many USD")
+    tiny_rows_per_kind: int = Field(400, ge=1, description="model 'tiny': training chats per agent request kind")
+    tiny_epochs: float = Field(4.0, gt=0, description="model 'tiny': passes over those chats")
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> LLMConfig:
+        if self.backend == "openai" and self.model == "tiny":
+            raise ValueError("backend 'openai' needs the served model's name in model (not 'tiny')")
+        if self.api_key_env and not self.api_key_env.replace("_", "").isalnum():
+            raise ValueError(f"api_key_env must be an environment variable name, got {self.api_key_env!r}")
+        return self
+
+
+class TeacherConfig(_Node):
+    """Who answers (and, with an LLM strategy, writes) new items, and how they are curated."""
+
+    kind: Literal["world", "llm"] = Field(
+        "world", description="'world': the task world's oracle; 'llm': a chat model (teacher.llm)"
+    )
+    llm: LLMConfig = LLMConfig()
+    samples: int = Field(1, ge=1, description="llm: answers per item; >1 keeps the majority answer (self-consistency)")
+    min_agreement: float = Field(0.5, gt=0, le=1, description="llm: share of samples the kept answer needs")
+    curate: bool = Field(True, description="llm: Humpback-style 1-5 quality rating of every new item")
+    min_quality: float = Field(4, ge=1, le=5, description="llm: keep items rated at least this")
 
 
 class TaskConfig(_Node):
@@ -88,7 +134,12 @@ class RoundsConfig(_Node):
 class SynthesisConfig(_Node):
     """How many new items a round may write, and how they are allocated."""
 
-    strategy: Literal["llm2llm", "weakness", "frontier", "random"] = "frontier"
+    strategy: Literal["llm2llm", "weakness", "frontier", "random", "autodetect", "instructors"] = Field(
+        "frontier",
+        description="world generator: weakness, frontier, random, llm2llm; with teacher.kind=llm the model writes "
+        "the items: llm2llm, autodetect, instructors",
+    )
+    contrast: bool = Field(False, description="instructors: show the nearest questions the student got right")
     budget_per_round: int = Field(300, ge=0)
     curriculum: bool = Field(
         True, description="frontier: half a stuck node's items one difficulty level down (else all at the task level)"
@@ -173,6 +224,14 @@ class RunConfig(_Node):
     ifd: IFDConfig = IFDConfig()
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _strategy_needs_llm(self) -> RunConfig:
+        if self.synthesis.strategy in ("autodetect", "instructors") and self.teacher.kind != "llm":
+            raise ValueError(
+                f"synthesis.strategy {self.synthesis.strategy!r} has a model write the items: set teacher.kind=llm"
+            )
+        return self
 
 
 def _format_validation(err: ValidationError, source: str) -> str:

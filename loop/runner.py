@@ -25,6 +25,7 @@ import yaml
 
 from agents.assessor import WorldAssessor
 from agents.examiner import WorldExaminer, node_of
+from agents.llm.client import BudgetExceeded, LLMClient
 from agents.questioner import WorldQuestioner
 from agents.roles import WeaknessProfile
 from agents.tasks.world import generate_items, points_for
@@ -33,6 +34,7 @@ from loop.config import RunConfig, config_from_dict, dump_config
 from loop.console import console
 from loop.evaluate import accuracy_by, accuracy_metrics
 from loop.filters import apply_ifd, dedup_and_decontaminate
+from loop.llm_agents import LLM_STRATEGIES, make_client, make_curator, make_questioner, make_teacher, usage_metrics
 from loop.report import print_round_table
 from loop.store import RunStore, default_run_dir, fingerprint, read_jsonl, write_jsonl, write_text_atomic
 from loop.student import build_student, evaluate, resolve_device, train_student
@@ -73,7 +75,9 @@ class Runner:
             curriculum=syn.curriculum,
         )
         self.teacher = WorldOracle()
-        self.assessor = WorldAssessor()
+        self.assessor = WorldAssessor()  # grades the student exactly; curates unless an LLM curator is set
+        self.llm = cfg.teacher.kind == "llm"
+        self._client: LLMClient | None = None
         self.tracker: Tracker | None = None
         self.cfg_fp = fingerprint(cfg.model_dump(mode="json"))
 
@@ -99,7 +103,14 @@ class Runner:
         rounds: list[Round] = []
         try:
             for r in range(self.cfg.rounds.max_rounds + 1):
-                rounds.append(self.run_round(r))
+                try:
+                    rounds.append(self.run_round(r))
+                except BudgetExceeded as err:
+                    # The round in progress is not trained on; its calls stay cached, so raising the
+                    # budget and resuming continues it without paying for them again.
+                    console.print(f"[bold]stopping in round {r}[/]: {err}")
+                    self.store.set_field("stop_reason", str(err))
+                    break
                 print_round_table(rounds[-1], rounds[0])
                 reason = self.stop_reason(rounds)
                 if reason:
@@ -111,6 +122,8 @@ class Runner:
                 self.tracker.summary(rounds[-1].metrics)
         finally:
             self.tracker.finish()
+            if self._client is not None:
+                self._client.close()
         if self.tracker.mode == "offline":
             console.print(f"W&B run written offline; upload with: wandb sync {self.root}/wandb/offline-run-*")
         console.print(f"per-round table: gaploop status {self.root}")
@@ -123,6 +136,8 @@ class Runner:
         if r == 0:
             self.phase(rd, "data", [], self.make_data)
             self.phase(rd, "build", [], self.build_student)
+            if self.llm and self.cfg.teacher.llm.model == "tiny":
+                self.phase(rd, "teacher", [], self.build_teacher)
         else:
             prev = self.store.round_dir(r - 1)
             self.phase(rd, "examine", [prev / "eval_probe.jsonl", prev / "items.jsonl"], self.examine)
@@ -178,6 +193,12 @@ class Runner:
             recent = max(x.metrics.get("test/accuracy", 0.0) for x in rounds[-rc.plateau_rounds :])
             if recent < best_before + rc.plateau_delta:
                 return f"plateau: no gain over {best_before:.3f} in {rc.plateau_rounds} rounds"
+        llm = self.cfg.teacher.llm
+        spent_tokens, spent_cost = last.metrics.get("llm/total_tokens", 0.0), last.metrics.get("llm/total_cost", 0.0)
+        if self.llm and llm.budget_tokens is not None and spent_tokens >= llm.budget_tokens:
+            return f"LLM token budget spent ({int(spent_tokens)} >= {llm.budget_tokens})"
+        if self.llm and llm.budget_cost is not None and spent_cost >= llm.budget_cost:
+            return f"LLM cost budget spent (${spent_cost:.4f} >= ${llm.budget_cost})"
         total = sum(int(x.metrics.get("synth/kept", 0)) for x in rounds)
         if self.cfg.synthesis.max_total is not None and total >= self.cfg.synthesis.max_total:
             return f"synthesis budget spent ({total} >= {self.cfg.synthesis.max_total} items)"
@@ -217,6 +238,24 @@ class Runner:
         os.replace(tmp, final)
         return {"base": str(final)}
 
+    def build_teacher(self, r: int) -> dict:
+        """The tiny chat teacher of the CPU LLM demo (loop/tiny_teacher.py), trained on the agents' requests."""
+        from loop.tiny_teacher import build_tiny_teacher
+
+        t0 = time.perf_counter()
+        build_tiny_teacher(self.cfg, self.root / "teacher")
+        self.hold(r, "teacher")
+        return {"teacher": str(self.root / "teacher"), "compute_seconds": time.perf_counter() - t0}
+
+    def client(self, r: int) -> LLMClient:
+        """The LLM client (made at first use, after round 0 built any tiny teacher), counting for round r."""
+        if self._client is None:
+            llm = self.cfg.teacher.llm
+            model = str(self.root / "teacher") if llm.model == "tiny" else llm.model
+            self._client = make_client(self.cfg, self.root, model)
+        self._client.round = r
+        return self._client
+
     def base_model(self) -> Path:
         """Where the base student lives."""
         return self.root / "base" if self.cfg.student.model == "tiny" else Path(self.cfg.student.model)
@@ -246,26 +285,43 @@ class Runner:
         """Candidate items for the weak spots."""
         profile = WeaknessProfile.from_json(json.loads(self.file(r, "profile.json").read_text()))
         probes = read_jsonl(self.file(r - 1, "eval_probe.jsonl")).rows
-        self.questioner.remember(row["instruction"] for row in self.pool(r - 1) + self.evaluation_sets(r))
+        llm_writes = self.llm and self.cfg.synthesis.strategy in LLM_STRATEGIES
+        questioner = make_questioner(self.cfg, self.client(r)) if llm_writes else self.questioner
+        questioner.remember(row["instruction"] for row in self.pool(r - 1) + self.evaluation_sets(r))
         failures = [p for p in probes if not p["correct"]]
         successes = [p for p in probes if p["correct"]]
-        candidates = self.questioner.question(
-            profile, failures, self.cfg.synthesis.budget_per_round, r, successes=successes
-        )
+        candidates = questioner.question(profile, failures, self.cfg.synthesis.budget_per_round, r, successes=successes)
+        rejected = [self.rejected_record(r, i, x) for i, x in enumerate(getattr(questioner, "rejected", []))]
         self.hold(r, "question")
+        write_jsonl(self.file(r, "dropped_question.jsonl"), rejected)
         write_jsonl(self.file(r, "candidates.jsonl"), candidates)
-        return {"candidates": len(candidates)}
+        return {"candidates": len(candidates), "rejected": len(rejected)}
+
+    def rejected_record(self, r: int, i: int, rejected: Record) -> Record:
+        """A request the LLM Questioner gave up on, as a dropped synthetic item with its reason."""
+        return {
+            "id": f"r{r:03d}-rejected-{i:05d}",
+            "instruction": str(rejected.get("excerpt") or ""),
+            "source": "synthetic",
+            "round": r,
+            "strategy": self.cfg.synthesis.strategy,
+            "parent_id": rejected.get("parent_id"),
+            "kept": False,
+            "drop_reason": f"questioner: {rejected.get('reason')}",
+        }
 
     def answer(self, r: int) -> dict:
         """The teacher answers every candidate."""
-        answered = self.teacher.answer(read_jsonl(self.file(r, "candidates.jsonl")).rows)
+        teacher = make_teacher(self.cfg, self.client(r)) if self.llm else self.teacher
+        answered = teacher.answer(read_jsonl(self.file(r, "candidates.jsonl")).rows)
         self.hold(r, "answer")
         write_jsonl(self.file(r, "answered.jsonl"), answered)
         return {"answered": sum(bool(a["output"]) for a in answered)}
 
     def assess(self, r: int) -> dict:
         """The Assessor curates: malformed items and teacher/reference disagreements are dropped."""
-        kept, dropped = self.assessor.curate(read_jsonl(self.file(r, "answered.jsonl")).rows)
+        curator = make_curator(self.cfg, self.client(r)) if self.llm and self.cfg.teacher.curate else self.assessor
+        kept, dropped = curator.curate(read_jsonl(self.file(r, "answered.jsonl")).rows)
         self.hold(r, "assess")
         write_jsonl(self.file(r, "assessed.jsonl"), kept)
         write_jsonl(self.file(r, "dropped_assess.jsonl"), dropped)
@@ -285,6 +341,9 @@ class Runner:
         else:
             kept = [{**k, "kept": True, "drop_reason": None} for k in kept]
         dropped += read_jsonl(self.file(r, "dropped_assess.jsonl")).rows
+        question_drops = self.file(r, "dropped_question.jsonl")
+        if question_drops.exists():  # absent in runs made before the LLM Questioner existed
+            dropped += read_jsonl(question_drops).rows
         self.hold(r, "filter")
         write_jsonl(self.file(r, "items.jsonl"), kept + dropped)
         return {"kept": len(kept), "dropped": len(dropped), "compute_seconds": ifd_seconds}
@@ -384,6 +443,8 @@ class Runner:
         )
         if ifds:
             metrics.update({"ifd/mean": statistics.fmean(ifds), "ifd/median": statistics.median(ifds)})
+        if self.llm:
+            metrics.update(usage_metrics(self.client(r), r))
         entries = {k: v for k, v in self.store.manifest["phases"].items() if k.startswith(f"round_{r:03d}/")}  # type: ignore[union-attr]
         times = {k.split("/")[1]: float(v.get("stats", {}).get("seconds", 0.0)) for k, v in entries.items()}
         compute = sum(float(v.get("stats", {}).get("compute_seconds", 0.0)) for v in entries.values())
