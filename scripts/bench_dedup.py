@@ -5,10 +5,10 @@ instructions with planted near duplicates.
 
 Rows are templated sentences (5-6 a row, about 60 words) filled from a seeded vocabulary of made-up words,
 so unrelated rows share no 5-word shingle by chance. A `--dup-share` of the rows are copies of an earlier
-original with one small edit: none (exact copy), case and punctuation, one to three words replaced, one word inserted,
-or one word deleted. Recall counts the planted copies that were dropped, over all of them and over those
-whose true shingle Jaccard reaches the threshold (the ones the method is asked to find); precision counts
-the dropped rows that were planted copies. Results: docs/benchmarks.md.
+original with one small edit: none (exact copy), case and punctuation, one to three words replaced, one
+word inserted, or one word deleted. Recall counts the planted copies that were dropped, over all of them
+and over those whose true shingle Jaccard reaches the threshold (the ones the method is asked to find);
+precision counts the dropped rows that were planted copies.
 """
 
 from __future__ import annotations
