@@ -7,14 +7,15 @@ import pytest
 
 from agents.tasks.math import extract_answer, is_correct, load_gsm8k_jsonl, numbers_equal
 
-DATA = Path("/work/shared/data")
+# The shared real-data folder beside the repository (as scripts/bench_ifd.py finds it); optional.
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 @pytest.mark.parametrize("name", ["gsm8k_train.jsonl", "gsm8k_test.jsonl"])
 def test_every_gold_solution_parses_to_its_own_number(name: str) -> None:
     path = DATA / name
     if not path.is_file():
-        pytest.skip(f"optional real data {path} is absent (see /work/shared/data/README.md)")
+        pytest.skip(f"optional real data {path} is absent; the rule tests below cover the same code")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     wrong = []
     for i, row in enumerate(rows):
