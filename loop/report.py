@@ -40,6 +40,12 @@ def print_round_table(rd: Round, first: Round) -> None:
         )
         if "ifd/mean" in m:
             table.add_row("IFD mean / median", f"{m['ifd/mean']:.3f} / {m['ifd/median']:.3f}", "")
+        if "llm/tokens" in m:
+            agents = sorted({k.split("/")[1] for k in m if k.startswith("llm/") and k.endswith("/calls")})
+            calls = ", ".join(
+                f"{a} {int(m[f'llm/{a}/calls'])} calls ({int(m[f'llm/{a}/cached_calls'])} cached)" for a in agents
+            )
+            table.add_row("LLM tokens / cost", f"{int(m['llm/tokens'])} / ${m['llm/cost']:.4f}", calls)
     table.add_row("pool size", str(int(m.get("pool/size", 0))), "")
     times = " ".join(f"{k} {v:.1f}s" for k, v in rd.times.items() if k not in ("round", "log"))
     table.add_row("phase times", f"{m.get('time/round', 0.0):.1f}s", times)

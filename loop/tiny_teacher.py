@@ -5,9 +5,11 @@ builds one (the student's architecture, a larger context and vocabulary) and fin
 DeepSpeed on the exact chats the LLM agents send, rendered from their prompt templates over task-world
 items, with replies the world's oracle writes:
 
-- Questioner (llm2llm): failed item + answer key + wrong answer -> `{"question", "answer"}` of a new item
-  of the same knowledge point and level;
-- Teacher: the question under the teacher's system prompt -> the answer;
+- Questioner (llm2llm): failed item + answer key + wrong answer -> `{"question", "answer"}` of a new item:
+  the failed question with new numbers (or letters) of the same shape, answered by the oracle (a copy
+  with edits is what a 1M-parameter model can learn in a couple of minutes; a fresh item is not);
+- Teacher: the question under the teacher's system prompt -> the answer (four times as many of these:
+  they are short, and the teacher has to learn the task itself);
 - Assessor (curation): the Humpback rating prompt -> a one-line reason and `Score: 5` (right) or `Score: 1`.
 
 Its replies are often wrong (it is a 1M-parameter model), which is the point of the demo: every path of
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -49,15 +52,33 @@ def teacher_chats(points: list[str], rows_per_kind: int, seed: int) -> list[tupl
         point, level = rng.choice(points), rng.choice(LEVELS)
         question, answer = sample_item(rng, point, level)
         wrong = _wrong_answer(rng, point, level, answer)
-        new_q, new_a = sample_item(rng, point, level)
+        new_q, new_a = _similar(rng, question) or sample_item(rng, point, level)
         failure = {"instruction": question, "output": answer, "prediction": wrong}
         reply = json.dumps({"question": new_q, "answer": new_a})
         chats.append((questioner.llm2llm_messages(failure, 1), reply))
-        chats.append((teacher.request({"instruction": question}).messages, solve(question) or answer))
+        for q, a in [(question, answer), *(sample_item(rng, rng.choice(points), level) for _ in range(3))]:
+            chats.append((teacher.request({"instruction": q}).messages, solve(q) or a))
         shown, right = (answer, True) if rng.random() < 0.5 else (wrong, False)
         rating = "The answer is correct.\nScore: 5" if right else "The answer is wrong.\nScore: 1"
         chats.append((assessor.quality_request({"instruction": question, "output": shown}).messages, rating))
     return chats
+
+
+def _similar(rng: random.Random, question: str) -> tuple[str, str] | None:
+    """The question with each number (same digit count) and each spaced letter redrawn, if the oracle
+    can answer the result."""
+
+    def number(m: re.Match[str]) -> str:
+        digits = len(m[0])
+        return str(rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1))
+
+    for _ in range(20):
+        new = re.sub(r"\d+", number, question)
+        new = re.sub(r"(?<= )[a-z](?= |\?|$)", lambda _: rng.choice("abcdefghjkmnpqrstuvwxyz"), new)
+        answer = solve(new)
+        if answer is not None and new != question:
+            return new, answer
+    return None
 
 
 def _wrong_answer(rng: random.Random, point: str, level: int, answer: str) -> str:

@@ -1,0 +1,119 @@
+"""The loop with LLM agents for real: a tiny chat teacher trained here, the transformers backend, the
+call cache in the run directory, usage accounting, a kill inside the Questioner's phase and a resume
+that pays for none of its calls again, and a token budget that stops the loop cleanly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loop.config import ConfigError, load_config
+from loop.llm_agents import world_verifier
+from loop.runner import start_run
+from tests.loop.test_runner import _kill_when_held, _rows, _start
+
+LLM_SMALL = [
+    "configs/demo_llm.yaml",
+    "task.points=[seq.first, num.parity, cmp.max, seq.last]",
+    "task.seed_per_point=60",
+    "task.seed_overrides={seq.last: 3}",
+    "task.test_per_point=10",
+    "task.probe_per_point=10",
+    "rounds.max_rounds=1",
+    "synthesis.budget_per_round=12",
+    "training.epochs=null",
+    "training.max_steps=120",
+    "teacher.llm.tiny_rows_per_kind=40",
+    "teacher.llm.tiny_epochs=3",
+    "teacher.llm.max_tokens=48",
+    "teacher.llm.budget_tokens=null",
+    "tracking.wandb_mode=disabled",
+]
+
+
+def test_llm_loop_end_to_end_killed_in_question_and_resumed_from_the_cache(tmp_path: Path) -> None:
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    log.write_text("")
+    proc = _start(["run", *LLM_SMALL, f"run_dir={run}"], "round_001/question", log)
+    # The Questioner made (and cached) its calls, then the process dies before writing its records.
+    _kill_when_held(proc, log, "round_001/question", timeout=900)
+    proc = _start(["resume", str(run)], None, log)
+    assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished"
+    assert manifest["phases"]["round_000/teacher"]["status"] == "done"
+    assert (run / "teacher" / "model.safetensors").exists() and (run / "llm_cache.sqlite").exists()
+    metrics = {m["round"]: m for m in _rows(run / "metrics.jsonl") if "test/accuracy" in m}
+    m = metrics[1]
+    failures = [p for p in _rows(run / "round_000" / "eval_probe.jsonl") if not p["correct"]]
+    jobs = min(len(failures), 12)
+    # One llm2llm request per failure (re-asks add more), each asked twice: before the kill and after.
+    fresh = m["llm/questioner/calls"] - m["llm/questioner/cached_calls"]
+    assert fresh >= jobs and m["llm/questioner/cached_calls"] == fresh, m
+    assert m["llm/total_tokens"] > 0 and m["llm/tokens"] == m["llm/total_tokens"]
+
+    items = _rows(run / "round_001" / "items.jsonl")
+    candidates = _rows(run / "round_001" / "candidates.jsonl")
+    rejected = _rows(run / "round_001" / "dropped_question.jsonl")
+    assert len(candidates) + len(rejected) == jobs
+    assert len(items) == jobs, "every request ends as a kept item or a dropped one with its reason"
+    for row in items:
+        assert row["source"] == "synthetic" and row["strategy"] == "llm2llm" and row["parent_id"]
+        assert row["kept"] == (row["drop_reason"] is None)
+    reasons = {str(r["drop_reason"]).split(":")[0] for r in items if not r["kept"]}
+    assert reasons <= {
+        "questioner",
+        "malformed",
+        "teacher answer disagrees with the reference",
+        "duplicate",
+        "contaminated",
+        "ifd",
+        "quality 1 < 4",
+        "quality 2 < 4",
+        "quality 3 < 4",
+        "unrated",
+    }, reasons
+    for row in items:
+        if row["kept"]:  # the world's oracle verified every kept answer
+            assert world_verifier(row["output"], str(row.get("reference")), row)
+
+
+def test_a_token_budget_stops_the_loop_cleanly_mid_round(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    tiny = [
+        "task.points=[seq.first, cmp.max]",
+        "task.seed_per_point=20",
+        "training.max_steps=20",
+        "teacher.llm.tiny_rows_per_kind=10",
+        "teacher.llm.tiny_epochs=1",
+        "teacher.llm.budget_tokens=1",
+        "rounds.max_rounds=2",
+    ]
+    cfg = load_config(LLM_SMALL[0], [*LLM_SMALL[1:], *tiny, f"run_dir={run}"])
+    _, rounds = start_run(cfg)
+    # Round 1's first batch of Questioner calls is sent (nothing was spent yet), the next batch is refused.
+    assert [r.index for r in rounds] == [0]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and "token budget spent" in manifest["stop_reason"]
+    assert manifest["phases"]["round_001/examine"]["status"] == "done"
+    assert "round_001/train" not in manifest["phases"]
+    assert [m["round"] for m in _rows(run / "metrics.jsonl") if "test/accuracy" in m] == [0]
+
+
+def test_llm_config_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="set teacher.kind=llm"):
+        load_config(overrides=["synthesis.strategy=autodetect"])
+    with pytest.raises(ConfigError, match="served model's name"):
+        load_config(overrides=["teacher.kind=llm", "teacher.llm.backend=openai"])
+    with pytest.raises(ConfigError, match="teacher.llm.backend"):
+        load_config(overrides=["teacher.kind=llm", "teacher.llm.backend=ollama"])
+
+
+def test_world_verifier_prefers_the_oracle() -> None:
+    record = {"instruction": "What is 2 + 3?"}
+    assert world_verifier("5", "6", record) is True  # the oracle solves it: the proposed answer is ignored
+    assert world_verifier("6", "6", record) is False
+    assert world_verifier("blue", "blue", {"instruction": "What colour is the sky?"}) is True
