@@ -60,27 +60,7 @@ class WorldExaminer:
         groups: dict[str, list[bool]] = defaultdict(list)
         for r in evals:
             groups[node_of(r, refined)].append(bool(r["correct"]))
-        nodes = []
-        for node, hits in groups.items():
-            k, n = sum(hits), len(hits)
-            lo, hi = wilson_interval(k, n)
-            point, _, facet = node.partition("|")
-            nodes.append(
-                NodeStats(
-                    node=node,
-                    point=point,
-                    facet=facet or None,
-                    n=n,
-                    correct=k,
-                    accuracy=k / n,
-                    ci_low=lo,
-                    ci_high=hi,
-                    history=history.get(node, []),
-                    weak=k / n < self.weak_below,
-                )
-            )
-        nodes.sort(key=lambda s: (s.accuracy, s.node))
-        return nodes
+        return node_stats(groups, history, self.weak_below)
 
     def _refine(self, evals: Sequence[Record], refined: set[str], round: int) -> list[Record]:
         by_point: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
@@ -116,3 +96,16 @@ class WorldExaminer:
 def round_(x: float) -> float:
     """Three decimals, for readable records."""
     return float(f"{x:.3f}")
+
+
+def node_stats(groups: dict[str, list[bool]], history: dict[str, list[float]], weak_below: float) -> list[NodeStats]:
+    """NodeStats (Wilson interval, history, weak flag) per node ("point" or "point|facet"), weakest first."""
+    nodes = []
+    for node, hits in groups.items():
+        k, n = sum(hits), len(hits)
+        lo, hi = wilson_interval(k, n)
+        point, _, facet = node.partition("|")
+        acc = k / n
+        nodes.append(NodeStats(node, point, facet or None, n, k, acc, lo, hi, history.get(node, []), acc < weak_below))
+    nodes.sort(key=lambda s: (s.accuracy, s.node))
+    return nodes

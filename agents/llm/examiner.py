@@ -20,11 +20,11 @@ from pathlib import Path
 
 import yaml
 
+from agents.examiner import node_stats
 from agents.llm.parsing import Chat, ParseError, ask_parsed, excerpt, parse_bracketed, parse_json, parse_json_list
 from agents.llm.prompts import render
 from agents.llm.types import ChatRequest, Sampling
 from agents.roles import NodeStats, Record, WeaknessProfile
-from agents.stats import wilson_interval
 
 STOP = "stop"
 
@@ -119,16 +119,7 @@ class AutoDetectExaminer:
         groups: dict[str, list[bool]] = defaultdict(list)
         for r in evals:
             groups[str(r["knowledge_point"])].append(passed(r, self.weak_score))
-        nodes = []
-        for point, hits in groups.items():
-            k, n = sum(hits), len(hits)
-            lo, hi = wilson_interval(k, n)
-            acc = k / n
-            nodes.append(
-                NodeStats(point, point, None, n, k, acc, lo, hi, history.get(point, []), acc < self.weak_accuracy)
-            )
-        nodes.sort(key=lambda s: (s.accuracy, s.node))
-        return nodes
+        return node_stats(groups, history, self.weak_accuracy)
 
     # -- taxonomy growth ----------------------------------------------------------------------------
     def growth_over(self, refinements: Sequence[Record]) -> bool:
