@@ -155,6 +155,19 @@ class FiltersConfig(_Node):
     """Curation before training."""
 
     dedup: bool = Field(True, description="drop items whose normalised instruction is already in the pool")
+    decontamination: Literal["exact", "ngram"] = Field(
+        "exact",
+        description="exact: normalised text equal to a probe or test item; ngram: also a shared n-word run "
+        "(and near copies, see near_copy) with any probe or test item",
+    )
+    ngram: int = Field(13, ge=1, description="ngram decontamination: words per run")
+    near_copy: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="ngram decontamination: also drop items holding this share of a test item's words in order "
+        "(0.9 catches small edits; leave null on templated tasks whose items differ only in numbers)",
+    )
     skip_malformed: bool = Field(
         False, description="skip malformed data rows (counted, reported, logged) instead of failing"
     )

@@ -16,11 +16,11 @@ def norm_question(text: object) -> str:
 
 
 def dedup_and_decontaminate(
-    items: Sequence[Record], pool: Iterable[Record], evaluation: Iterable[Record]
+    items: Sequence[Record], pool: Iterable[Record], evaluation: Iterable[Record], dedup: bool = True
 ) -> tuple[list[Record], list[Record]]:
-    """(kept, dropped): drop items already in the pool or in this batch, and items that restate an
-    evaluation (probe or test) question, recording the matched id."""
-    seen = {norm_question(r["instruction"]) for r in pool}
+    """(kept, dropped): drop items already in the pool or in this batch (unless `dedup` is off), and items
+    that restate an evaluation (probe or test) question, recording the matched id."""
+    seen = {norm_question(r["instruction"]) for r in pool} if dedup else set()
     held_out = {norm_question(r["instruction"]): str(r["id"]) for r in evaluation}
     kept, dropped = [], []
     for item in items:
@@ -30,7 +30,8 @@ def dedup_and_decontaminate(
         elif q in seen:
             dropped.append({**item, "kept": False, "drop_reason": "duplicate"})
         else:
-            seen.add(q)
+            if dedup:
+                seen.add(q)
             kept.append(item)
     return kept, dropped
 

@@ -34,6 +34,7 @@ from loop.config import RunConfig, config_from_dict, dump_config
 from loop.console import console
 from loop.evaluate import accuracy_by, accuracy_metrics
 from loop.filters import apply_ifd, dedup_and_decontaminate
+from loop.hygiene import decontaminate
 from loop.llm_agents import LLM_STRATEGIES, make_client, make_curator, make_questioner, make_teacher, usage_metrics
 from loop.report import print_round_table
 from loop.store import RunStore, default_run_dir, fingerprint, read_jsonl, write_jsonl, write_text_atomic
@@ -330,7 +331,13 @@ class Runner:
     def filter(self, r: int) -> dict:
         """Dedup against the pool, decontaminate against probes and test, IFD by the student of r-1."""
         items = read_jsonl(self.file(r, "assessed.jsonl")).rows
-        kept, dropped = dedup_and_decontaminate(items, self.pool(r - 1), self.evaluation_sets(r))
+        f = self.cfg.filters
+        kept, dropped = dedup_and_decontaminate(items, self.pool(r - 1), self.evaluation_sets(r), dedup=f.dedup)
+        if f.decontamination == "ngram" and kept:
+            against = {"test": read_jsonl(self.root / "test.jsonl").rows}
+            against["probe"] = [row for k in range(r) for row in read_jsonl(self.file(k, "eval_probe.jsonl")).rows]
+            kept, ngram_dropped = decontaminate(kept, against, n=f.ngram, near_threshold=f.near_copy)
+            dropped += ngram_dropped
         ifd_seconds = 0.0
         if self.cfg.ifd.enabled and kept:
             t0 = time.perf_counter()

@@ -32,3 +32,16 @@ def test_ifd_filter_keeps_below_threshold_and_records_scores() -> None:
     assert {d["id"]: d["drop_reason"] for d in dropped} == {"1": "ifd: ifd>=1", "2": "ifd: no score"}
     kept, _ = apply_ifd(items, scores, threshold=1.0, top_share=0.5)
     assert [k["id"] for k in kept] == ["3"]
+
+
+def test_dedup_off_keeps_repeats_but_never_a_test_question() -> None:
+    pool = [{"id": "s1", "instruction": "What is 2 + 3?"}]
+    test = [{"id": "t7", "instruction": "Which is larger, 4 or 9?"}]
+    items = [
+        {"id": "a", "instruction": "What is 2 + 3?"},
+        {"id": "b", "instruction": "which is larger, 4 or 9"},
+        {"id": "c", "instruction": "What is 2 + 3?"},
+    ]
+    kept, dropped = dedup_and_decontaminate(items, pool, test, dedup=False)
+    assert [k["id"] for k in kept] == ["a", "c"]
+    assert [(d["id"], d["drop_reason"], d["matched_id"]) for d in dropped] == [("b", "contaminated", "t7")]

@@ -29,6 +29,7 @@ LLM_SMALL = [
     "teacher.llm.tiny_epochs=3",
     "teacher.llm.max_tokens=48",
     "teacher.llm.budget_tokens=null",
+    "filters.decontamination=ngram",
     "tracking.wandb_mode=disabled",
 ]
 
