@@ -57,6 +57,7 @@ class WorldQuestioner:
         progress_weight: float = 1.0,
         novel_tries: int = 200,
         curriculum: bool = True,
+        explore: bool = False,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown questioner strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
@@ -70,6 +71,7 @@ class WorldQuestioner:
         self.progress_weight = progress_weight
         self.novel_tries = novel_tries
         self.curriculum = curriculum
+        self.explore = explore
         self.known: set[str] = set()
 
     def remember(self, questions: Iterable[object]) -> None:
@@ -154,12 +156,15 @@ class WorldQuestioner:
             recent = node.history[-fed_rounds:] if fed_rounds else []
             if fed >= self.park_after and max([p, *recent]) <= self.stuck:
                 return [(key, 0.0, f"parked: {fed} items in {fed_rounds} rounds gave no progress")]
+            # Optimism under uncertainty: until `park_after` items have been tried, a stuck node's
+            # learnability is unknown, and a seed-starved point looks exactly like an unlearnable one.
+            weight = 1.0 - p if self.explore else 0.25
             if not self.curriculum:
-                return [(key, 0.25, f"stuck at {p:.2f}, fed {fed} so far")]
+                return [(key, weight, f"stuck at {p:.2f}, fed {fed} so far")]
             easier = max(LEVELS[0], self.difficulty - 1)
             why = f"stuck at {p:.2f}: curriculum, half at level {easier}"
             # Half one level down (a foothold), half at the target level (so it transfers).
-            return [((node.point, node.facet, easier), 0.125, why), (key, 0.125, why)]
+            return [((node.point, node.facet, easier), weight / 2, why), (key, weight / 2, why)]
         gain = max(0.0, node.progress)
         return [(key, p * (1 - p) + self.progress_weight * gain, f"frontier p={p:.2f}, progress {gain:+.2f}")]
 

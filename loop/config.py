@@ -144,6 +144,11 @@ class SynthesisConfig(_Node):
     curriculum: bool = Field(
         True, description="frontier: half a stuck node's items one difficulty level down (else all at the task level)"
     )
+    explore: bool = Field(
+        False,
+        description="frontier: a stuck node not yet fed park_after items gets weight 1-p (optimism: unknown "
+        "learnability), not p(1-p)'s maximum 0.25",
+    )
     refine: bool = Field(True, description="Examiner: split weak points into facets (AutoDetect-style growth)")
     park_after: int = Field(
         60, ge=0, description="frontier: stop feeding a node stuck near zero once this many kept items moved it not"

@@ -74,6 +74,7 @@ class Runner:
             self.points,
             park_after=syn.park_after,
             curriculum=syn.curriculum,
+            explore=syn.explore,
         )
         self.teacher = WorldOracle()
         self.assessor = WorldAssessor()  # grades the student exactly; curates unless an LLM curator is set

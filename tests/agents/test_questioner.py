@@ -149,3 +149,12 @@ def test_frontier_without_curriculum_feeds_a_stuck_node_at_the_task_level() -> N
     items = WorldQuestioner("frontier", 0, 2, curriculum=False).question(profile, [], 40, 1)
     assert {i["difficulty"] for i in items} == {2}
     assert sum(i["knowledge_point"] == "seq.last" for i in items) == 20  # weight 0.25 = p(1-p) at p=0.5
+
+
+def test_frontier_explore_feeds_an_unfed_stuck_node_by_its_failure_until_parked() -> None:
+    nodes = [_node("seq.last", 0.0), _node("cmp.max", 0.5)]
+    q = WorldQuestioner("frontier", 0, 2, curriculum=False, explore=True, park_after=60)
+    items = q.question(_profile(nodes), [], 50, 1)
+    assert sum(i["knowledge_point"] == "seq.last" for i in items) == 40  # weight 1.0 against p(1-p) = 0.25
+    parked = q.question(_profile(nodes, {"seq.last": 60}), [], 50, 2)
+    assert {i["knowledge_point"] for i in parked} == {"cmp.max"}
