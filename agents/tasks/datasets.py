@@ -91,6 +91,8 @@ def _load(
     suffix = Path(source).suffix.lower()
     if suffix in FORMATS:
         path = Path(source)
+        if data_files is not None:
+            raise DataError(f"{path}: a local file is its own data; data_files ({data_files}) is for hub datasets")
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         if path.stat().st_size == 0:
