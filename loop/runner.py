@@ -303,7 +303,8 @@ class Runner:
         """A request the LLM Questioner gave up on, as a dropped synthetic item with its reason."""
         return {
             "id": f"r{r:03d}-rejected-{i:05d}",
-            "instruction": str(rejected.get("excerpt") or ""),
+            "instruction": "",  # no usable item came back; the model's last reply is kept below
+            "reply": str(rejected.get("excerpt") or ""),
             "source": "synthetic",
             "round": r,
             "strategy": self.cfg.synthesis.strategy,
