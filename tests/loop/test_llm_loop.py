@@ -5,6 +5,8 @@ that pays for none of its calls again, and a token budget that stops the loop cl
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -38,10 +40,15 @@ def test_llm_loop_end_to_end_killed_in_question_and_resumed_from_the_cache(tmp_p
     run, log = tmp_path / "run", tmp_path / "log.txt"
     log.write_text("")
     proc = _start(["run", *LLM_SMALL, f"run_dir={run}"], "round_001/question", log)
-    # The Questioner made (and cached) its calls, then the process dies before writing its records.
-    _kill_when_held(proc, log, "round_001/question", timeout=900)
-    proc = _start(["resume", str(run)], None, log)
-    assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+    try:
+        # The Questioner made (and cached) its calls, then the process dies before writing its records.
+        _kill_when_held(proc, log, "round_001/question", timeout=1800)
+        proc = _start(["resume", str(run)], None, log)
+        assert proc.wait(timeout=1800) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leave a training run behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished"
