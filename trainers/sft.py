@@ -546,6 +546,27 @@ def _tail(path: Path, n_lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-n_lines:])
 
 
+STALE_LOCK_SECONDS = 600  # DeepSpeed's one op compiles in under 3 minutes here; a lock this old is orphaned
+
+
+def _prepare_extensions(env: dict[str, str]) -> None:
+    """One torch-extensions folder per Python environment, and no orphaned build lock in it.
+
+    Two environments (e.g. a fresh clone beside the main one) sharing ~/.cache/torch_extensions rebuild
+    DeepSpeed's op for each other, and a process killed during that build leaves a `lock` file on which
+    every later run waits forever without a word; both were seen here.
+    """
+    root = Path(env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions")))
+    for lock in root.glob("*/lock"):
+        age = time.time() - lock.stat().st_mtime
+        if age > STALE_LOCK_SECONDS:
+            print(
+                f"gaploop: removing a torch extension build lock left {age / 60:.0f} min ago by a killed build: {lock}",
+                file=sys.stderr,
+            )
+            lock.unlink(missing_ok=True)
+
+
 def launch_sft(
     job: SFTJob,
     *,
@@ -575,6 +596,7 @@ def launch_sft(
     offset = progress_path.stat().st_size if progress_path.exists() else 0
 
     child_env = {**os.environ, **(env or {})}
+    _prepare_extensions(child_env)
     package_root = str(Path(__file__).resolve().parents[1])
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)
     if launcher == "python":

@@ -182,3 +182,24 @@ def test_job_length_is_max_steps_else_epochs() -> None:
     assert count_total_steps(job, n_rows=30, world_size=1) == 8  # 2 epochs x 8 micro-batches / 2
     assert count_total_steps(replace(job, max_steps=7), n_rows=30, world_size=1) == 7
     assert SFTJob.from_json(job.to_json()) == job
+
+
+def test_extension_dir_per_environment_and_orphaned_build_lock_removed(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    from trainers.sft import STALE_LOCK_SECONDS, _prepare_extensions
+
+    env: dict[str, str] = {}
+    _prepare_extensions(env)
+    assert env["TORCH_EXTENSIONS_DIR"] == str(Path(sys.prefix) / "torch_extensions")
+    old, fresh = tmp_path / "deepspeed_shm_comm" / "lock", tmp_path / "other_op" / "lock"
+    for lock in (old, fresh):
+        lock.parent.mkdir()
+        lock.touch()
+    stale = old.stat().st_mtime - STALE_LOCK_SECONDS - 60
+    os.utime(old, (stale, stale))
+    env = {"TORCH_EXTENSIONS_DIR": str(tmp_path)}  # a user's own setting is kept
+    _prepare_extensions(env)
+    assert env["TORCH_EXTENSIONS_DIR"] == str(tmp_path)
+    assert not old.exists() and fresh.exists()  # a lock of a build that may still be running stays
