@@ -35,7 +35,29 @@ def final_metrics(run_dir: Path) -> dict[str, dict[str, float]] | None:
         return None
     rows = sorted(run_dir.glob("round_*/summary.json"))
     first, last = (json.loads(rows[i].read_text())["metrics"] for i in (0, -1))
-    return {"first": first, "last": last, "rounds": len(rows)}
+    kept: dict[str, int] = {}
+    for items in sorted(run_dir.glob("round_*/items.jsonl"))[1:]:
+        for line in items.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("kept") and row.get("knowledge_point"):
+                kept[row["knowledge_point"]] = kept.get(row["knowledge_point"], 0) + 1
+    return {"first": first, "last": last, "rounds": len(rows), "kept": kept}
+
+
+def print_points(results: dict[str, list[dict]]) -> None:
+    """Per knowledge point: round-0 and final test accuracy and synthetic items kept, mean over seeds."""
+    points = sorted(k.split("/", 2)[2] for k in next(iter(results.values()))[0]["last"] if k.startswith("test/point/"))
+    print("\nper knowledge point, mean over seeds: final test accuracy (synthetic items kept over all rounds)")
+    print(f"{'point':16s} {'round 0':>8s} " + " ".join(f"{s:>16s}" for s in results))
+    for point in points:
+        key = f"test/point/{point}"
+        first = statistics.fmean(r["first"].get(key, 0.0) for runs in results.values() for r in runs)
+        cells = [
+            f"{statistics.fmean(r['last'].get(key, 0.0) for r in runs):.2f} "
+            f"({statistics.fmean(r['kept'].get(point, 0) for r in runs):5.0f})"
+            for runs in results.values()
+        ]
+        print(f"{point:16s} {first:8.2f} " + " ".join(f"{c:>16s}" for c in cells))
 
 
 def run_one(run_dir: Path, config: list[str], overrides: list[str], one_thread: bool) -> float:
@@ -115,6 +137,7 @@ def main() -> None:
             f"{strategy:14s} {stats(first):>15s} {stats(last):>15s} {min(last):7.3f} {max(last):7.3f} "
             f"{gain:+10.3f} {per_seed}"
         )
+    print_points(results)
 
 
 if __name__ == "__main__":
