@@ -292,12 +292,14 @@ class Runner:
         questioner.remember(row["instruction"] for row in self.pool(r - 1) + self.evaluation_sets(r))
         failures = [p for p in probes if not p["correct"]]
         successes = [p for p in probes if p["correct"]]
+        t0 = time.perf_counter()
         candidates = questioner.question(profile, failures, self.cfg.synthesis.budget_per_round, r, successes=successes)
+        model_seconds = time.perf_counter() - t0 if llm_writes else 0.0
         rejected = [self.rejected_record(r, i, x) for i, x in enumerate(getattr(questioner, "rejected", []))]
         self.hold(r, "question")
         write_jsonl(self.file(r, "dropped_question.jsonl"), rejected)
         write_jsonl(self.file(r, "candidates.jsonl"), candidates)
-        return {"candidates": len(candidates), "rejected": len(rejected)}
+        return {"candidates": len(candidates), "rejected": len(rejected), "compute_seconds": model_seconds}
 
     def rejected_record(self, r: int, i: int, rejected: Record) -> Record:
         """A request the LLM Questioner gave up on, as a dropped synthetic item with its reason."""
@@ -316,19 +318,24 @@ class Runner:
     def answer(self, r: int) -> dict:
         """The teacher answers every candidate."""
         teacher = make_teacher(self.cfg, self.client(r)) if self.llm else self.teacher
+        t0 = time.perf_counter()
         answered = teacher.answer(read_jsonl(self.file(r, "candidates.jsonl")).rows)
+        model_seconds = time.perf_counter() - t0 if self.llm else 0.0
         self.hold(r, "answer")
         write_jsonl(self.file(r, "answered.jsonl"), answered)
-        return {"answered": sum(bool(a["output"]) for a in answered)}
+        return {"answered": sum(bool(a["output"]) for a in answered), "compute_seconds": model_seconds}
 
     def assess(self, r: int) -> dict:
         """The Assessor curates: malformed items and teacher/reference disagreements are dropped."""
-        curator = make_curator(self.cfg, self.client(r)) if self.llm and self.cfg.teacher.curate else self.assessor
+        by_llm = self.llm and self.cfg.teacher.curate
+        curator = make_curator(self.cfg, self.client(r)) if by_llm else self.assessor
+        t0 = time.perf_counter()
         kept, dropped = curator.curate(read_jsonl(self.file(r, "answered.jsonl")).rows)
+        model_seconds = time.perf_counter() - t0 if by_llm else 0.0
         self.hold(r, "assess")
         write_jsonl(self.file(r, "assessed.jsonl"), kept)
         write_jsonl(self.file(r, "dropped_assess.jsonl"), dropped)
-        return {"kept": len(kept), "dropped": len(dropped)}
+        return {"kept": len(kept), "dropped": len(dropped), "compute_seconds": model_seconds}
 
     def filter(self, r: int) -> dict:
         """Dedup against the pool, decontaminate against probes and test, IFD by the student of r-1."""
