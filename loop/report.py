@@ -75,4 +75,6 @@ def status_table(run_dir: Path) -> Table:
     running = [k for k, v in manifest["phases"].items() if v["status"] == "running"]
     if running:
         table.caption = f"running, or interrupted, in: {', '.join(running)} (gaploop resume {run_dir})"
+    elif manifest.get("stop_reason"):
+        table.caption = f"stopped: {manifest['stop_reason']}"
     return table
