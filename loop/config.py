@@ -135,7 +135,7 @@ class SynthesisConfig(_Node):
     """How many new items a round may write, and how they are allocated."""
 
     strategy: Literal["llm2llm", "weakness", "frontier", "random", "autodetect", "instructors"] = Field(
-        "frontier",
+        "weakness",
         description="world generator: weakness, frontier, random, llm2llm; with teacher.kind=llm the model writes "
         "the items: llm2llm, autodetect, instructors",
     )
