@@ -22,7 +22,7 @@ import random
 from collections.abc import Iterable, Sequence
 
 from agents.roles import NodeStats, Record, WeaknessProfile
-from agents.tasks.world import LEVELS, get_point, normalize_answer, points_for, sample_item
+from agents.tasks.world import LEVELS, get_point, normalize_question, points_for, sample_item
 
 Key = tuple[str, "str | None", int]  # (point, facet, level)
 
@@ -76,7 +76,7 @@ class WorldQuestioner:
 
     def remember(self, questions: Iterable[object]) -> None:
         """Questions that exist already (pool, probes, test): new items must differ from them."""
-        self.known.update(_norm(q) for q in questions)
+        self.known.update(normalize_question(q) for q in questions)
 
     def question(
         self,
@@ -188,11 +188,11 @@ class WorldQuestioner:
             facet, why = None, f"{why}; facet {facet!r} absent at level {level}, any facet"
         for _ in range(self.novel_tries):
             question, reference = sample_item(rng, point, level, facet, max_tries=300)
-            if _norm(question) not in self.known:
+            if normalize_question(question) not in self.known:
                 break
         else:
             return None
-        self.known.add(_norm(question))
+        self.known.add(normalize_question(question))
         kp = get_point(point)
         return {
             "id": f"r{round:03d}-{self.strategy}-{index:05d}",
@@ -208,8 +208,3 @@ class WorldQuestioner:
             "parent_id": parent or (f"{point}|{facet}" if facet else point),
             "why": why,
         }
-
-
-def _norm(question: object) -> str:
-    """The normalised question text the dedup filter compares (case, spacing, final '?')."""
-    return normalize_answer(str(question)).rstrip("?")

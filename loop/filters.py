@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from agents.tasks.world import normalize_answer
+from agents.tasks.world import normalize_question
 from trainers.ifd import IFDScore, select_by_ifd
 
 Record = dict[str, object]
-
-
-def norm_question(text: object) -> str:
-    """Instruction text normalised for exact duplicate checks (case, spacing, final punctuation)."""
-    return normalize_answer(str(text)).rstrip("?")
 
 
 def dedup_and_decontaminate(
@@ -20,11 +15,11 @@ def dedup_and_decontaminate(
 ) -> tuple[list[Record], list[Record]]:
     """(kept, dropped): drop items already in the pool or in this batch (unless `dedup` is off), and items
     that restate an evaluation (probe or test) question, recording the matched id."""
-    seen = {norm_question(r["instruction"]) for r in pool} if dedup else set()
-    held_out = {norm_question(r["instruction"]): str(r["id"]) for r in evaluation}
+    seen = {normalize_question(r["instruction"]) for r in pool} if dedup else set()
+    held_out = {normalize_question(r["instruction"]): str(r["id"]) for r in evaluation}
     kept, dropped = [], []
     for item in items:
-        q = norm_question(item["instruction"])
+        q = normalize_question(item["instruction"])
         if q in held_out:
             dropped.append({**item, "kept": False, "drop_reason": "contaminated", "matched_id": held_out[q]})
         elif q in seen:

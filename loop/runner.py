@@ -289,7 +289,8 @@ class Runner:
         probes = read_jsonl(self.file(r - 1, "eval_probe.jsonl")).rows
         llm_writes = self.llm and self.cfg.synthesis.strategy in LLM_STRATEGIES
         questioner = make_questioner(self.cfg, self.client(r)) if llm_writes else self.questioner
-        questioner.remember(row["instruction"] for row in self.pool(r - 1) + self.evaluation_sets(r))
+        known = [*self.pool(r - 1), *(row for rows in self.evaluation_sets(r).values() for row in rows)]
+        questioner.remember(row["instruction"] for row in known)
         failures = [p for p in probes if not p["correct"]]
         successes = [p for p in probes if p["correct"]]
         t0 = time.perf_counter()
@@ -341,10 +342,10 @@ class Runner:
         """Dedup against the pool, decontaminate against probes and test, IFD by the student of r-1."""
         items = read_jsonl(self.file(r, "assessed.jsonl")).rows
         f = self.cfg.filters
-        kept, dropped = dedup_and_decontaminate(items, self.pool(r - 1), self.evaluation_sets(r), dedup=f.dedup)
+        against = self.evaluation_sets(r)
+        evaluation = [row for rows in against.values() for row in rows]
+        kept, dropped = dedup_and_decontaminate(items, self.pool(r - 1), evaluation, dedup=f.dedup)
         if f.decontamination == "ngram" and kept:
-            against = {"test": read_jsonl(self.root / "test.jsonl").rows}
-            against["probe"] = [row for k in range(r) for row in read_jsonl(self.file(k, "eval_probe.jsonl")).rows]
             kept, ngram_dropped = decontaminate(kept, against, n=f.ngram, near_threshold=f.near_copy)
             dropped += ngram_dropped
         ifd_seconds = 0.0
@@ -381,12 +382,10 @@ class Runner:
         del model
         return scores
 
-    def evaluation_sets(self, r: int) -> list[Record]:
+    def evaluation_sets(self, r: int) -> dict[str, list[Record]]:
         """The held-out test and every probe drawn before round r: no synthetic item may restate one."""
-        rows = read_jsonl(self.root / "test.jsonl").rows
-        for k in range(r):
-            rows += read_jsonl(self.file(k, "eval_probe.jsonl")).rows
-        return rows
+        probes = [row for k in range(r) for row in read_jsonl(self.file(k, "eval_probe.jsonl")).rows]
+        return {"test": read_jsonl(self.root / "test.jsonl").rows, "probe": probes}
 
     # -- every round -------------------------------------------------------------------------------
     def pool_files(self, r: int) -> list[Path]:

@@ -264,6 +264,11 @@ def normalize_answer(text: str) -> str:
     return " ".join(first.split()).rstrip(".").strip().lower()
 
 
+def normalize_question(text: object) -> str:
+    """Question text for exact duplicate checks (case, spacing, final punctuation), as dedup compares it."""
+    return normalize_answer(str(text)).rstrip("?")
+
+
 def is_correct(prediction: str, answer: str) -> bool:
     """Exact match after normalisation."""
     return normalize_answer(prediction) == normalize_answer(answer)
