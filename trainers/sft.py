@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -310,7 +310,12 @@ def build_optimizer(model: torch.nn.Module, job: SFTJob) -> torch.optim.Optimize
 
 
 def ensure_dist_env() -> None:
-    """Single-process defaults for the variables torch.distributed reads; launchers set their own."""
+    """Single-process defaults for the variables torch.distributed reads; launchers set their own.
+
+    Also points this process at its environment's torch-extensions folder with no orphaned build lock,
+    as `launch_sft` does for its child: an in-process run waits forever on a stale lock otherwise.
+    """
+    _prepare_extensions(os.environ)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(free_port()))
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
@@ -549,7 +554,7 @@ def _tail(path: Path, n_lines: int = 40) -> str:
 STALE_LOCK_SECONDS = 600  # DeepSpeed's one op compiles in under 3 minutes here; a lock this old is orphaned
 
 
-def _prepare_extensions(env: dict[str, str]) -> None:
+def _prepare_extensions(env: MutableMapping[str, str]) -> None:
     """One torch-extensions folder per Python environment, and no orphaned build lock in it.
 
     Two environments (e.g. a fresh clone beside the main one) sharing ~/.cache/torch_extensions rebuild
