@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from agents.roles import Record
 from agents.tasks.world import normalize_answer
@@ -36,8 +36,13 @@ def error_type(prediction: str, answer: str) -> str | None:
 class WorldAssessor:
     """Grades against the reference answer; curates synthetic items with a reason for every drop."""
 
-    def __init__(self, max_chars: int = 200) -> None:
-        self.max_chars = max_chars
+    def __init__(
+        self, max_chars: int | None = 200, verifier: Callable[[str, str, Record], bool | None] | None = None
+    ) -> None:
+        self.max_chars = max_chars  # None: no length limit (real tasks' worked answers run long)
+        # verifier(answer, reference, item): does the teacher's answer agree with the proposed one (None: cannot
+        # tell); by default the world's exact comparison
+        self.verifier = verifier
 
     def grade(self, records: Sequence[Record]) -> list[Record]:
         """Each record with `correct` and `error_type` (from its `prediction` and `output`)."""
@@ -64,9 +69,13 @@ class WorldAssessor:
             return "malformed: empty instruction"
         if not output:
             return "malformed: no answer from the teacher"
-        if len(question) + len(output) > self.max_chars:
+        if self.max_chars is not None and len(question) + len(output) > self.max_chars:
             return f"malformed: longer than {self.max_chars} characters"
         reference = item.get("reference")
-        if reference is not None and normalize_answer(output) != normalize_answer(str(reference)):
-            return "teacher answer disagrees with the reference"
-        return None
+        if reference is None or not str(reference).strip():
+            return None
+        if self.verifier is not None:
+            agrees = self.verifier(output, str(reference), item)
+        else:
+            agrees = normalize_answer(output) == normalize_answer(str(reference))
+        return "teacher answer disagrees with the reference" if agrees is False else None

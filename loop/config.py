@@ -108,11 +108,72 @@ class TeacherConfig(_Node):
     min_quality: float = Field(4, ge=1, le=5, description="llm: keep items rated at least this")
 
 
+class DatasetConfig(_Node):
+    """A real task read through `datasets` (task.name=dataset): a hub dataset or local files.
+
+    The seed and the probe are drawn with the run's seed from the train split (deduplicated, and with every
+    row whose text the test asks removed), so they never share a row with each other or with the test.
+    """
+
+    kind: Literal["math", "classification", "open"] = Field(
+        ...,
+        description="math: GSM8K style, the final number is checked; classification: a fixed label set, the label "
+        "is the knowledge point; open: free text, the LLM judge grades",
+    )
+    source: str = Field(..., description="hub dataset name (e.g. openai/gsm8k) or a local .jsonl/.json/.parquet/.csv")
+    config: str | None = Field(None, description="hub dataset config name (e.g. 'main' for openai/gsm8k)")
+    train_split: str = Field("train", description="split the seed and the probe are drawn from")
+    test_source: str | None = Field(
+        None, description="the test split's own file when source is a local file (one file is one split)"
+    )
+    test_split: str = Field("test", description="the held-out split")
+    fields: dict[str, str] = Field(
+        default_factory=lambda: {"instruction": "question", "output": "answer"},
+        description="record field -> source column; instruction is required (output for math and open, label for "
+        "classification; knowledge_point optional)",
+    )
+    labels: list[str] | None = Field(None, description="classification: the label names, in the source's index order")
+    instruction: str = Field("Classify the text.", description="classification: the task sentence above each text")
+    seed_share: float | None = Field(
+        None, gt=0, le=1, description="seed size as a share of the train rows (1% default)"
+    )
+    seed_count: int | None = Field(None, ge=1, description="seed size in rows (instead of seed_share)")
+    probe_share: float | None = Field(None, gt=0, le=1, description="probe size as a share of the train rows")
+    probe_count: int | None = Field(None, ge=1, description="probe size in rows (the seed's size when neither is set)")
+    test_count: int | None = Field(
+        None, ge=1, description="evaluate on a fixed sample of this many test rows; all when null"
+    )
+    cache_dir: str | None = Field(None, description="datasets cache folder (default: the HF cache)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetConfig:
+        if self.seed_share is not None and self.seed_count is not None:
+            raise ValueError("set seed_share or seed_count, not both")
+        if self.probe_share is not None and self.probe_count is not None:
+            raise ValueError("set probe_share or probe_count, not both")
+        if "instruction" not in self.fields:
+            raise ValueError(f"fields must map 'instruction' to a source column, got {self.fields}")
+        needed = "label" if self.kind == "classification" else "output"
+        if needed not in self.fields:
+            raise ValueError(f"a {self.kind} task needs fields.{needed} (the source column holding it)")
+        if self.kind == "classification" and not self.labels:
+            raise ValueError("a classification task needs labels (the label names, in index order)")
+        local = Path(self.source).suffix.lower() in (".json", ".jsonl", ".parquet", ".csv")
+        if local and self.test_source is None:
+            raise ValueError(
+                f"source {self.source!r} is a local file, which holds one split: set test_source to the test file"
+            )
+        return self
+
+
 class TaskConfig(_Node):
     """What is taught and tested."""
 
-    name: Literal["world"] = Field("world", description="the verifiable task world (agents/tasks/world.py)")
-    points: list[str] | None = Field(None, description="knowledge point ids to use; all when null")
+    name: Literal["world", "dataset"] = Field(
+        "world", description="world: the verifiable task world (agents/tasks/world.py); dataset: task.dataset"
+    )
+    dataset: DatasetConfig | None = Field(None, description="the real task when name is 'dataset'")
+    points: list[str] | None = Field(None, description="world: knowledge point ids to use; all when null")
     seed_per_point: int = Field(40, ge=0, description="seed training items per knowledge point")
     seed_overrides: dict[str, int] = Field(
         default_factory=dict, description="per-point seed counts (a skewed seed leaves gaps)"
@@ -249,6 +310,36 @@ class RunConfig(_Node):
             raise ValueError(
                 f"synthesis.strategy {self.synthesis.strategy!r} has a model write the items: set teacher.kind=llm"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _dataset_task(self) -> RunConfig:
+        task = self.task
+        if task.name == "world":
+            if task.dataset is not None:
+                raise ValueError("task.dataset is set but task.name is 'world': set task.name=dataset to use it")
+            return self
+        if task.dataset is None:
+            raise ValueError("task.name 'dataset' needs a task.dataset section (kind, source, fields, ...)")
+        if task.points is not None:
+            raise ValueError("task.points selects task-world points; a dataset's points come from its data")
+        if self.teacher.kind == "llm" and self.teacher.llm.model == "tiny":
+            raise ValueError(
+                "teacher.llm.model 'tiny' is trained on the task world only; name a real chat model for a dataset task"
+            )
+        if self.rounds.max_rounds > 0:
+            if self.teacher.kind != "llm":
+                raise ValueError(
+                    "a dataset task has no world oracle to write and answer new items: set teacher.kind=llm "
+                    "(or rounds.max_rounds=0 to train on the seed and evaluate only)"
+                )
+            if self.synthesis.strategy not in ("llm2llm", "autodetect", "instructors"):
+                raise ValueError(
+                    f"synthesis.strategy {self.synthesis.strategy!r} writes task-world items; a dataset task needs "
+                    "a model-written strategy: llm2llm, autodetect or instructors"
+                )
+        if task.dataset.kind == "open" and self.teacher.kind != "llm":
+            raise ValueError("an open task is graded by the LLM judge: set teacher.kind=llm")
         return self
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from agents.tasks.world import generate_items, points_for
 from loop.config import RunConfig, dump_config
 from loop.console import console, progress_bar
 from loop.evaluate import accuracy_by, accuracy_metrics
 from loop.store import RunStore, default_run_dir, write_jsonl
 from loop.student import build_student, evaluate, resolve_device, train_student
+from loop.tasks import make_task
 from loop.tracking import Tracker
 from trainers.ifd import score_ifd, select_by_ifd
 from trainers.tiny import count_parameters, load_student
@@ -35,23 +35,6 @@ class DemoResult:
     last_loss: float
     ifd_mean: float
     seconds: float
-
-
-def make_data(cfg: RunConfig) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """Seed training items and a held-out test set with no question in common."""
-    points = cfg.task.points or points_for()
-    seed_counts = {p: cfg.task.seed_overrides.get(p, cfg.task.seed_per_point) for p in points}
-    seed = generate_items(cfg.seed, seed_counts, cfg.task.difficulty, split="seed")
-    for item in seed:
-        item.update(source="seed", round=0)
-    test = generate_items(
-        cfg.seed,
-        {p: cfg.task.test_per_point for p in points},
-        cfg.task.difficulty,
-        split="test",
-        exclude={str(i["instruction"]) for i in seed},
-    )
-    return seed, test
 
 
 def run_demo(cfg: RunConfig) -> DemoResult:
@@ -74,12 +57,18 @@ def run_demo(cfg: RunConfig) -> DemoResult:
     times: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        seed, test = make_data(cfg)
+        task = make_task(cfg)
+        if task.kind == "open":
+            raise ValueError("gaploop demo grades by code; an open task needs the LLM judge of `gaploop run`")
+        data = task.make_data()
+        seed, test = data.seed, data.test
+        for item in seed:
+            item.update(source="seed", round=0)
         seed_path = store.path(0, "seed.jsonl")
         write_jsonl(seed_path, seed)
         write_jsonl(run_dir / "test.jsonl", test)
         store.mark_done(0, "data", "demo", outputs=["round_000/seed.jsonl", "test.jsonl"])
-        base = build_student(cfg, run_dir / "base")
+        base = build_student(cfg, run_dir / "base", task.tokenizer_texts(data))
         model, _ = load_student(base)
         n_params = count_parameters(model)
         del model
@@ -88,7 +77,7 @@ def run_demo(cfg: RunConfig) -> DemoResult:
         console.print(f"student: {n_params / 1e6:.2f}M parameters; {len(seed)} seed items; {len(test)} test items")
 
         t0 = time.perf_counter()
-        before = evaluate(cfg, base, test, "evaluate base")
+        before = task.grade(evaluate(cfg, base, test, "evaluate base", stop=task.stop))
         times["evaluate base"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -98,7 +87,7 @@ def run_demo(cfg: RunConfig) -> DemoResult:
         times["train"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        after = evaluate(cfg, student, test, "evaluate student")
+        after = task.grade(evaluate(cfg, student, test, "evaluate student", stop=task.stop))
         write_jsonl(store.path(0, "eval_test.jsonl"), after)
         store.mark_done(0, "evaluate", "demo", outputs=["round_000/eval_test.jsonl"])
         times["evaluate"] = time.perf_counter() - t0

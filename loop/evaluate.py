@@ -1,14 +1,11 @@
-"""Evaluation of the student on task items: greedy answers, exact checks, accuracy per skill and point."""
+"""Evaluation of the student on task items: greedy answers, accuracy per skill and point (the task grades)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from agents.tasks.world import is_correct
 from trainers.inference import Generator, format_rows
-
-STOP = ("\n",)
 
 
 def answer_items(
@@ -16,16 +13,17 @@ def answer_items(
     items: Sequence[dict[str, object]],
     template: str,
     max_new_tokens: int,
+    stop: Sequence[str] = ("\n",),
     chunk: int = 128,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, object]]:
-    """Each item with the student's `prediction` and whether it is `correct`, in input order."""
+    """Each item with the student's `prediction` (cut at the first `stop` string), in input order."""
     prompts = format_rows(items, template, generator.tokenizer)
     out: list[dict[str, object]] = []
     for start in range(0, len(prompts), chunk):
-        preds = generator.generate(prompts[start : start + chunk], max_new_tokens=max_new_tokens, stop=STOP)
+        preds = generator.generate(prompts[start : start + chunk], max_new_tokens=max_new_tokens, stop=stop)
         for item, pred in zip(items[start : start + chunk], preds, strict=True):
-            out.append({**item, "prediction": pred, "correct": is_correct(pred, str(item["output"]))})
+            out.append({**item, "prediction": pred})
         if progress is not None:
             progress(len(preds))
     return out

@@ -15,9 +15,9 @@ from agents.llm.client import Budget, LLMClient, Prices, Usage
 from agents.llm.questioner import LLMQuestioner
 from agents.llm.teacher import LLMTeacher
 from agents.roles import Record
-from agents.tasks.world import get_point, is_correct, normalize_answer, points_for, solve
 from loop.config import RunConfig
 from loop.student import resolve_device
+from loop.tasks import Task
 
 LLM_STRATEGIES = ("llm2llm", "autodetect", "instructors")
 
@@ -46,17 +46,8 @@ def make_client(cfg: RunConfig, root: Path, model: str) -> LLMClient:
     return LLMClient(backend, cache_path=root / "llm_cache.sqlite", prices=prices, budget=budget)
 
 
-def world_verifier(answer: str, reference: str, record: Record) -> bool | None:
-    """Exact check of a teacher's answer: the world's oracle where it can solve the question, else the
-    answer the Questioner proposed."""
-    gold = solve(str(record.get("instruction", ""))) or reference
-    return is_correct(answer, gold)
-
-
-def make_questioner(cfg: RunConfig, client: LLMClient) -> LLMQuestioner:
-    """The LLM Questioner for an LLM strategy, with the task world's points as its taxonomy."""
-    points = cfg.task.points or points_for()
-    taxonomy = [{"id": p, "category": get_point(p).skill, "description": get_point(p).description} for p in points]
+def make_questioner(cfg: RunConfig, client: LLMClient, taxonomy: list[Record]) -> LLMQuestioner:
+    """The LLM Questioner for an LLM strategy, with the task's knowledge points as its taxonomy."""
     llm = cfg.teacher.llm
     return LLMQuestioner(
         client,
@@ -70,28 +61,34 @@ def make_questioner(cfg: RunConfig, client: LLMClient) -> LLMQuestioner:
     )
 
 
-def make_teacher(cfg: RunConfig, client: LLMClient) -> LLMTeacher:
-    """The LLM Teacher; with samples > 1 the majority of normalised answers is kept."""
+def make_teacher(cfg: RunConfig, client: LLMClient, task: Task) -> LLMTeacher:
+    """The LLM Teacher; with samples > 1 the majority of the task's extracted answers is kept."""
     t = cfg.teacher
     return LLMTeacher(
         client,
         samples=t.samples,
-        extract=normalize_answer,
+        extract=task.extract,
         min_agreement=t.min_agreement,
         max_tries=t.llm.max_tries,
         max_tokens=t.llm.max_tokens,
+        system=task.teacher_system,
     )
 
 
-def make_curator(cfg: RunConfig, client: LLMClient) -> LLMAssessor:
-    """The LLM Assessor that curates new items: exact verification, then a 1-5 quality rating."""
+def make_curator(cfg: RunConfig, client: LLMClient, task: Task) -> LLMAssessor:
+    """The LLM Assessor that curates new items: the task's exact verification, then a 1-5 quality rating."""
     return LLMAssessor(
         client,
-        verifier=world_verifier,
+        verifier=task.verifier,
         min_quality=cfg.teacher.min_quality,
         max_tries=cfg.teacher.llm.max_tries,
         max_tokens=cfg.teacher.llm.max_tokens,
     )
+
+
+def make_judge(cfg: RunConfig, client: LLMClient, task: Task) -> LLMAssessor:
+    """The LLM Assessor that grades the student where code cannot (open tasks): MT-Bench-style 1-10 judge."""
+    return LLMAssessor(client, verifier=task.verifier, max_tries=cfg.teacher.llm.max_tries)
 
 
 def usage_metrics(client: LLMClient, round: int) -> dict[str, float]:

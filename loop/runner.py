@@ -28,17 +28,26 @@ from agents.examiner import WorldExaminer, node_of
 from agents.llm.client import BudgetExceeded, LLMClient
 from agents.questioner import WorldQuestioner
 from agents.roles import WeaknessProfile
-from agents.tasks.world import generate_items, points_for
+from agents.tasks.world import points_for
 from agents.teacher import WorldOracle
 from loop.config import RunConfig, config_from_dict, dump_config
 from loop.console import console
 from loop.evaluate import accuracy_by, accuracy_metrics
 from loop.filters import apply_ifd, dedup_and_decontaminate
 from loop.hygiene import decontaminate
-from loop.llm_agents import LLM_STRATEGIES, make_client, make_curator, make_questioner, make_teacher, usage_metrics
+from loop.llm_agents import (
+    LLM_STRATEGIES,
+    make_client,
+    make_curator,
+    make_judge,
+    make_questioner,
+    make_teacher,
+    usage_metrics,
+)
 from loop.report import print_round_table
 from loop.store import RunStore, default_run_dir, fingerprint, read_jsonl, write_jsonl, write_text_atomic
 from loop.student import build_student, evaluate, resolve_device, train_student
+from loop.tasks import Data, make_task
 from loop.tracking import Tracker
 
 Record = dict[str, object]
@@ -64,6 +73,7 @@ class Runner:
         self.cfg = cfg
         self.store = store
         self.root = store.root
+        self.task = make_task(cfg)
         self.points = cfg.task.points or points_for()
         syn = cfg.synthesis
         self.examiner = WorldExaminer(max_refinements=6 if syn.refine else 0)
@@ -77,7 +87,8 @@ class Runner:
             explore=syn.explore,
         )
         self.teacher = WorldOracle()
-        self.assessor = WorldAssessor()  # grades the student exactly; curates unless an LLM curator is set
+        # Curates unless an LLM curator is set: drops malformed items and teacher/reference disagreements.
+        self.assessor = WorldAssessor(max_chars=self.task.max_item_chars, verifier=self.task.verifier)
         self.llm = cfg.teacher.kind == "llm"
         self._client: LLMClient | None = None
         self.tracker: Tracker | None = None
@@ -208,24 +219,16 @@ class Runner:
 
     # -- round 0 -----------------------------------------------------------------------------------
     def make_data(self, r: int) -> dict:
-        """The seed (skewed by `task.seed_overrides`) and the held-out test set, disjoint by construction."""
-        t = self.cfg.task
-        counts = {p: t.seed_overrides.get(p, t.seed_per_point) for p in self.points}
-        seed = generate_items(self.cfg.seed, counts, t.difficulty, split="seed", strict=False)
-        for item in seed:
+        """The seed, the held-out test and (for a dataset) the fixed probe split, disjoint by construction."""
+        data = self.task.make_data()
+        for item in data.seed:
             item.update(source="seed", round=0, strategy=None, parent_id=None, kept=True, drop_reason=None)
-        test = generate_items(
-            self.cfg.seed,
-            {p: t.test_per_point for p in self.points},
-            t.difficulty,
-            split="test",
-            exclude={str(i["instruction"]) for i in seed},
-            strict=False,
-        )
         self.hold(r, "data")
-        write_jsonl(self.root / "test.jsonl", test)
-        write_jsonl(self.file(0, "items.jsonl"), seed)
-        return {"seed": len(seed), "test": len(test)}
+        write_jsonl(self.root / "test.jsonl", data.test)
+        if not self.task.fresh_probes:
+            write_jsonl(self.root / "probe.jsonl", data.probe)
+        write_jsonl(self.file(0, "items.jsonl"), data.seed)
+        return data.counts
 
     def build_student(self, r: int) -> dict:
         """The base student: built from scratch for 'tiny' (into a temporary folder, then renamed)."""
@@ -235,7 +238,8 @@ class Runner:
         for stale in (tmp, final):
             if stale.exists():
                 shutil.rmtree(stale)
-        build_student(self.cfg, tmp)
+        data = Data(seed=read_jsonl(self.file(0, "items.jsonl")).rows, test=[], probe=self.fixed_probes())
+        build_student(self.cfg, tmp, self.task.tokenizer_texts(data))
         self.hold(r, "build")
         os.replace(tmp, final)
         return {"base": str(final)}
@@ -288,7 +292,10 @@ class Runner:
         profile = WeaknessProfile.from_json(json.loads(self.file(r, "profile.json").read_text()))
         probes = read_jsonl(self.file(r - 1, "eval_probe.jsonl")).rows
         llm_writes = self.llm and self.cfg.synthesis.strategy in LLM_STRATEGIES
-        questioner = make_questioner(self.cfg, self.client(r)) if llm_writes else self.questioner
+        if llm_writes:
+            questioner = make_questioner(self.cfg, self.client(r), self.task.taxonomy(self.pool(0)))
+        else:
+            questioner = self.questioner
         known = [*self.pool(r - 1), *(row for rows in self.evaluation_sets(r).values() for row in rows)]
         questioner.remember(row["instruction"] for row in known)
         failures = [p for p in probes if not p["correct"]]
@@ -318,7 +325,7 @@ class Runner:
 
     def answer(self, r: int) -> dict:
         """The teacher answers every candidate."""
-        teacher = make_teacher(self.cfg, self.client(r)) if self.llm else self.teacher
+        teacher = make_teacher(self.cfg, self.client(r), self.task) if self.llm else self.teacher
         t0 = time.perf_counter()
         answered = teacher.answer(read_jsonl(self.file(r, "candidates.jsonl")).rows)
         model_seconds = time.perf_counter() - t0 if self.llm else 0.0
@@ -329,7 +336,7 @@ class Runner:
     def assess(self, r: int) -> dict:
         """The Assessor curates: malformed items and teacher/reference disagreements are dropped."""
         by_llm = self.llm and self.cfg.teacher.curate
-        curator = make_curator(self.cfg, self.client(r)) if by_llm else self.assessor
+        curator = make_curator(self.cfg, self.client(r), self.task) if by_llm else self.assessor
         t0 = time.perf_counter()
         kept, dropped = curator.curate(read_jsonl(self.file(r, "answered.jsonl")).rows)
         model_seconds = time.perf_counter() - t0 if by_llm else 0.0
@@ -413,23 +420,25 @@ class Runner:
         # The whole child (start-up, DeepSpeed init, the loop, the save) is model work, not orchestration.
         return {**stats, "pool": len(pool), "compute_seconds": time.perf_counter() - t0}
 
+    def fixed_probes(self) -> list[Record]:
+        """A dataset task's probe split, drawn once in round 0 ([] where probes are drawn fresh each round)."""
+        return [] if self.task.fresh_probes else read_jsonl(self.root / "probe.jsonl").rows
+
     def evaluate(self, r: int) -> dict:
-        """Fresh probes (never trained on, never in the test) and the held-out test, graded."""
-        t = self.cfg.task
+        """Probes (never trained on, never in the test) and the held-out test, graded by the task."""
         test = read_jsonl(self.root / "test.jsonl").rows
-        seen = {str(x["instruction"]) for x in test} | {str(x["instruction"]) for x in self.pool(r)}
-        probes = generate_items(
-            self.cfg.seed,
-            {p: t.probe_per_point for p in self.points},
-            t.difficulty,
-            split=f"probe{r}",
-            exclude=seen,
-            strict=False,
-        )
+        if self.task.fresh_probes:
+            seen = {str(x["instruction"]) for x in test} | {str(x["instruction"]) for x in self.pool(r)}
+            probes = self.task.probes(r, seen)
+        else:
+            probes = self.fixed_probes()
         t0 = time.perf_counter()
-        answered = evaluate(self.cfg, self.file(r, "model"), probes + test, f"round {r} evaluate")
+        answered = evaluate(self.cfg, self.file(r, "model"), probes + test, f"round {r} evaluate", stop=self.task.stop)
+        if self.task.kind == "open":  # only a judge can grade free text; its calls count as model time
+            graded = make_judge(self.cfg, self.client(r), self.task).grade(answered)
+        else:
+            graded = self.task.grade(answered)
         seconds = time.perf_counter() - t0
-        graded = self.assessor.grade(answered)
         self.hold(r, "evaluate")
         write_jsonl(self.file(r, "eval_probe.jsonl"), graded[: len(probes)])
         write_jsonl(self.file(r, "eval_test.jsonl"), graded[len(probes) :])

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from agents.tasks.world import generate_items, points_for
 from loop.config import RunConfig
 from loop.console import progress_bar
 from loop.evaluate import answer_items
@@ -23,17 +23,10 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def build_student(cfg: RunConfig, out: Path) -> Path:
-    """The base student: the configured HF model, or a tiny one built on the task's text."""
+def build_student(cfg: RunConfig, out: Path, texts: Sequence[str]) -> Path:
+    """The base student: the configured HF model, or a tiny one whose tokenizer is trained on `texts`."""
     if cfg.student.model != "tiny":
         return Path(cfg.student.model)
-    points = cfg.task.points or points_for()
-    # Every difficulty level, so the tokenizer covers the harder items later rounds may ask.
-    texts = [
-        f"{i['instruction']}\n{i['output']}"
-        for level in (1, 2, 3)
-        for i in generate_items(cfg.seed, {p: 60 for p in points}, level, split=f"tokenizer{level}", strict=False)
-    ]
     t = cfg.student.tiny
     spec = TinySpec(
         vocab_size=t.vocab_size,
@@ -47,8 +40,10 @@ def build_student(cfg: RunConfig, out: Path) -> Path:
     return build_tiny_student(out, texts, spec)
 
 
-def evaluate(cfg: RunConfig, model_dir: Path, items: list[dict[str, object]], label: str) -> list[dict]:
-    """Greedy answers of the student in `model_dir` to `items`, with a progress bar."""
+def evaluate(
+    cfg: RunConfig, model_dir: Path, items: list[dict[str, object]], label: str, stop: Sequence[str] = ("\n",)
+) -> list[dict]:
+    """Greedy answers (`prediction`) of the student in `model_dir` to `items`, with a progress bar; the task grades."""
     device = resolve_device(cfg.student.device)
     with (
         make_generator(model_dir, backend=cfg.student.inference_backend, device=device) as gen,
@@ -60,6 +55,7 @@ def evaluate(cfg: RunConfig, model_dir: Path, items: list[dict[str, object]], la
             items,
             cfg.student.template,
             cfg.student.max_new_tokens,
+            stop=stop,
             progress=lambda n: bar.advance(task, n),
         )
 

@@ -265,8 +265,11 @@ def normalize_answer(text: str) -> str:
 
 
 def normalize_question(text: object) -> str:
-    """Question text for exact duplicate checks (case, spacing, final punctuation), as dedup compares it."""
-    return normalize_answer(str(text)).rstrip("?")
+    """Question text for exact duplicate checks (case, spacing, final punctuation), as dedup compares it.
+
+    All of it: real tasks' questions run over several lines and may share their first line (a task sentence).
+    """
+    return " ".join(str(text).split()).rstrip(".").strip().lower().rstrip("?").rstrip()
 
 
 def is_correct(prediction: str, answer: str) -> bool:

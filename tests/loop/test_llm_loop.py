@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from loop.config import ConfigError, load_config
-from loop.llm_agents import world_verifier
 from loop.runner import start_run
+from loop.tasks import WorldTask
 from tests.loop.test_runner import _kill_when_held, _rows, _start
 
 LLM_SMALL = [
@@ -86,7 +86,7 @@ def test_llm_loop_end_to_end_killed_in_question_and_resumed_from_the_cache(tmp_p
     }, reasons
     for row in items:
         if row["kept"]:  # the world's oracle verified every kept answer
-            assert world_verifier(row["output"], str(row.get("reference")), row)
+            assert WorldTask(load_config()).verifier(row["output"], str(row.get("reference")), row)
 
 
 def test_a_token_budget_stops_the_loop_cleanly_mid_round(tmp_path: Path) -> None:
@@ -122,6 +122,7 @@ def test_llm_config_errors_name_the_field() -> None:
 
 def test_world_verifier_prefers_the_oracle() -> None:
     record = {"instruction": "What is 2 + 3?"}
-    assert world_verifier("5", "6", record) is True  # the oracle solves it: the proposed answer is ignored
-    assert world_verifier("6", "6", record) is False
-    assert world_verifier("blue", "blue", {"instruction": "What colour is the sky?"}) is True
+    verifier = WorldTask(load_config()).verifier
+    assert verifier("5", "6", record) is True  # the oracle solves it: the proposed answer is ignored
+    assert verifier("6", "6", record) is False
+    assert verifier("blue", "blue", {"instruction": "What colour is the sky?"}) is True

@@ -1,0 +1,108 @@
+"""The task interface the runner uses: grading, verification, voting, stop strings and taxonomy per kind,
+and GSM8K itself through the dataset path (when ../shared/data is there)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loop.config import load_config
+from loop.tasks import DatasetTask, WorldTask, make_task
+
+LABELS = ["negative", "positive"]
+GSM8K = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _task(tmp_path: Path, **dataset: object) -> DatasetTask:
+    spec = {"source": str(tmp_path / "a.jsonl"), "test_source": str(tmp_path / "b.jsonl"), **dataset}
+    cfg = load_config(overrides=["task.name=dataset", f"task.dataset={json.dumps(spec)}", "rounds.max_rounds=0"])
+    task = make_task(cfg)
+    assert isinstance(task, DatasetTask)
+    return task
+
+
+def test_classification_grades_by_the_label_named_and_stops_at_the_line_end(tmp_path: Path) -> None:
+    task = _task(tmp_path, kind="classification", labels=LABELS, fields={"instruction": "t", "label": "l"})
+    assert task.stop == ("\n",)
+    rows = [{"label": "positive", "prediction": p} for p in ("Positive.", "positive", "negative", "", "not positive")]
+    assert [(g["correct"], g["error_type"]) for g in task.grade(rows)] == [
+        (True, None),
+        (True, None),
+        (False, "wrong label"),
+        (False, "empty"),
+        (False, "no label"),
+    ]
+    assert task.verifier("It is Positive", "positive", {}) is True
+    assert task.verifier("negative", "positive", {}) is False
+    assert task.verifier("negative", "dunno", {}) is None  # the proposed answer names no label: cannot tell
+    assert task.extract("POSITIVE!") == "positive"
+    records = [{"knowledge_point": k} for k in ("positive", "negative", "positive")]
+    assert [p["id"] for p in task.taxonomy(records)] == ["positive", "negative"]
+
+
+def test_math_grades_and_votes_by_the_final_number_and_runs_to_the_end_token(tmp_path: Path) -> None:
+    task = _task(tmp_path, kind="math")
+    assert task.stop == () and task.teacher_system == "teacher_system_math"
+    rows = [
+        {"answer": "1200", "prediction": "Step 1: 600 * 2 = 1,200\n#### 1,200"},
+        {"answer": "1200", "prediction": "She pays $1200.00 in all."},
+        {"answer": "1200", "prediction": "#### 120"},
+        {"answer": "1200", "prediction": "I do not know"},
+    ]
+    assert [(g["correct"], g["error_type"]) for g in task.grade(rows)] == [
+        (True, None),
+        (True, None),
+        (False, "wrong number"),
+        (False, "no number"),
+    ]
+    assert task.verifier("so 3 + 4 = 7\n#### 7", "#### 7", {}) is True
+    assert task.verifier("#### 8", "7", {}) is False
+    assert task.verifier("#### 8", "no number here", {}) is None
+    assert task.extract("a\n#### 1,000") == "1000"
+
+
+def test_open_tasks_are_left_to_the_judge(tmp_path: Path) -> None:
+    cfg = {"kind": "open", "source": str(tmp_path / "a.jsonl"), "test_source": str(tmp_path / "b.jsonl")}
+    over = ["task.name=dataset", f"task.dataset={json.dumps(cfg)}", "rounds.max_rounds=0", "teacher.kind=llm"]
+    over += ["teacher.llm.backend=openai", "teacher.llm.model=m"]
+    task = make_task(load_config(overrides=over))
+    assert task.stop == () and task.verifier("any", "thing", {}) is None
+    with pytest.raises(RuntimeError, match="LLM judge"):
+        task.grade([{"prediction": "x", "output": "y"}])
+
+
+def test_the_world_task_keeps_the_embedded_default() -> None:
+    task = make_task(load_config())
+    assert isinstance(task, WorldTask) and task.stop == ("\n",) and task.fresh_probes
+    data = task.make_data()
+    assert not {r["instruction"] for r in data.seed} & {r["instruction"] for r in data.test}
+    probes = task.probes(1, {str(r["instruction"]) for r in data.test})
+    assert probes and not {r["instruction"] for r in probes} & {r["instruction"] for r in data.test}
+    graded = task.grade([{**probes[0], "prediction": probes[0]["output"]}, {**probes[1], "prediction": "zz"}])
+    assert [g["correct"] for g in graded] == [True, False]
+
+
+@pytest.mark.skipif(not (GSM8K / "gsm8k_train.jsonl").exists(), reason="optional: ../shared/data/gsm8k_*.jsonl absent")
+def test_gsm8k_splits_one_percent_seed_with_probe_and_test_apart() -> None:
+    spec = {
+        "kind": "math",
+        "source": str(GSM8K / "gsm8k_train.jsonl"),
+        "test_source": str(GSM8K / "gsm8k_test.jsonl"),
+        "test_count": 200,
+    }
+    task = make_task(
+        load_config(overrides=["task.name=dataset", f"task.dataset={json.dumps(spec)}", "rounds.max_rounds=0"])
+    )
+    data = task.make_data()
+    assert data.counts["train_rows"] == 7473 and len(data.seed) == len(data.probe) == round(
+        0.01 * data.counts["train_unique"]
+    )
+    assert len(data.test) == 200
+    texts = [{r["instruction"] for r in rows} for rows in (data.seed, data.probe, data.test)]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    # Every gold solution grades as right against its own gold number.
+    graded = task.grade([{**r, "prediction": r["output"]} for r in [*data.seed, *data.test]])
+    assert all(g["correct"] for g in graded)
+    assert data.seed == task.make_data().seed  # the same seed draws the same split
