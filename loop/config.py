@@ -122,6 +122,9 @@ class DatasetConfig(_Node):
     )
     source: str = Field(..., description="hub dataset name (e.g. openai/gsm8k) or a local .jsonl/.json/.parquet/.csv")
     config: str | None = Field(None, description="hub dataset config name (e.g. 'main' for openai/gsm8k)")
+    revision: str | None = Field(
+        None, description="hub revision; 'refs/convert/parquet' reads the hub's parquet copy of a script dataset"
+    )
     train_split: str = Field("train", description="split the seed and the probe are drawn from")
     test_source: str | None = Field(
         None, description="the test split's own file when source is a local file (one file is one split)"
@@ -131,6 +134,11 @@ class DatasetConfig(_Node):
         default_factory=lambda: {"instruction": "question", "output": "answer"},
         description="record field -> source column; instruction is required (output for math and open, label for "
         "classification; knowledge_point optional)",
+    )
+    instruction_template: str | None = Field(
+        None,
+        description="Jinja over the source's columns that builds the instruction (e.g. a multiple-choice question "
+        "from a context and its options); replaces fields.instruction",
     )
     labels: list[str] | None = Field(None, description="classification: the label names, in the source's index order")
     instruction: str = Field("Classify the text.", description="classification: the task sentence above each text")
@@ -151,8 +159,10 @@ class DatasetConfig(_Node):
             raise ValueError("set seed_share or seed_count, not both")
         if self.probe_share is not None and self.probe_count is not None:
             raise ValueError("set probe_share or probe_count, not both")
-        if "instruction" not in self.fields:
-            raise ValueError(f"fields must map 'instruction' to a source column, got {self.fields}")
+        if "instruction" not in self.fields and self.instruction_template is None:
+            raise ValueError(
+                f"fields must map 'instruction' to a source column (or set instruction_template), got {self.fields}"
+            )
         needed = "label" if self.kind == "classification" else "output"
         if needed not in self.fields:
             raise ValueError(f"a {self.kind} task needs fields.{needed} (the source column holding it)")

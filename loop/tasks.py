@@ -13,9 +13,10 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agents.assessor import WorldAssessor
-from agents.tasks.datasets import TaskData, is_correct_for, load_rows, make_splits, normalize_label
+from agents.tasks.datasets import FORMATS, TaskData, is_correct_for, load_rows, make_splits, normalize_label
 from agents.tasks.math import extract_answer, numbers_equal
 from agents.tasks.world import generate_items, get_point, is_correct, normalize_answer, points_for, solve
 from loop.config import DatasetConfig, RunConfig
@@ -119,9 +120,17 @@ class DatasetTask:
     def make_data(self) -> Data:
         """Seed and probe from the train split, test from the test split (a fixed sample with test_count)."""
         ds = self.ds
-        train_rows = load_rows(ds.source, ds.train_split, ds.fields, config=ds.config, cache_dir=ds.cache_dir)
+        options = {
+            "config": ds.config,
+            "cache_dir": ds.cache_dir,
+            "revision": ds.revision,
+            "instruction_template": ds.instruction_template,
+        }
+        train_rows = load_rows(ds.source, ds.train_split, ds.fields, **options)
         test_source = ds.test_source or ds.source
-        test_rows = load_rows(test_source, ds.test_split, ds.fields, config=ds.config, cache_dir=ds.cache_dir)
+        if ds.test_source is not None and Path(ds.test_source).suffix.lower() in FORMATS:
+            options["revision"] = None  # a local test file beside a hub train split has no revision
+        test_rows = load_rows(test_source, ds.test_split, ds.fields, **options)
         if ds.test_count is not None and ds.test_count < len(test_rows):
             keep = sorted(random.Random(f"{self.cfg.seed}:test").sample(range(len(test_rows)), ds.test_count))
             test_rows = [test_rows[i] for i in keep]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import jinja2
+
 from agents.llm.prompts import render
 from agents.tasks.math import extract_answer, numbers_equal
 
@@ -58,23 +60,51 @@ def load_rows(
     *,
     config: str | None = None,
     cache_dir: str | None = None,
+    revision: str | None = None,
+    instruction_template: str | None = None,
 ) -> list[Record]:
     """One split's rows as `{field: value}` (`fields` maps record field -> source column) with a stable id
-    `<source>-<split>-<row index>`; `source` is a local .json/.jsonl/.parquet/.csv file or a hub dataset name."""
+    `<source>-<split>-<row index>`; `source` is a local .json/.jsonl/.parquet/.csv file or a hub dataset name.
+
+    `instruction_template` (Jinja over the row's columns) builds the instruction from several columns, e.g. a
+    multiple-choice question from a context and a list of options; `fields` then need not map `instruction`.
+    """
     unknown = sorted(set(fields) - set(FIELDS))
-    if unknown or "instruction" not in fields:
-        raise DataError(f"fields {fields} must map 'instruction' and only {', '.join(FIELDS)} (unknown: {unknown})")
-    dataset, where, name, split_name = _load(source, split, data_files, config, cache_dir)
+    if unknown or ("instruction" not in fields and instruction_template is None):
+        raise DataError(
+            f"fields {fields} must map 'instruction' (or give instruction_template) and only {', '.join(FIELDS)} "
+            f"(unknown: {unknown})"
+        )
+    template = _compile(instruction_template) if instruction_template is not None else None
+    dataset, where, name, split_name = _load(source, split, data_files, config, cache_dir, revision)
     if len(dataset) == 0:
         raise DataError(f"{where}: no rows")
     missing = [(f, c) for f, c in fields.items() if c not in dataset.column_names]
     if missing:
         wanted = ", ".join(f"{c!r} (for {f})" for f, c in missing)
         raise DataError(f"{where}: no column {wanted}; its columns are {', '.join(dataset.column_names)}")
-    columns = dataset.select_columns(sorted(set(fields.values()))).to_list()
-    return [
-        {"id": f"{name}-{split_name}-{i}", **{f: row[c] for f, c in fields.items()}} for i, row in enumerate(columns)
-    ]
+    columns = (dataset if template else dataset.select_columns(sorted(set(fields.values())))).to_list()
+    rows: list[Record] = []
+    for i, row in enumerate(columns):
+        record: Record = {"id": f"{name}-{split_name}-{i}", **{f: row[c] for f, c in fields.items()}}
+        if template is not None:
+            record["instruction"] = _render_row(template, row, where, i, dataset.column_names)
+        rows.append(record)
+    return rows
+
+
+def _compile(text: str) -> jinja2.Template:
+    try:
+        return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False).from_string(text)
+    except jinja2.TemplateSyntaxError as err:
+        raise DataError(f"instruction_template line {err.lineno}: {err.message}") from err
+
+
+def _render_row(template: jinja2.Template, row: Record, where: str, i: int, columns: Sequence[str]) -> str:
+    try:
+        return template.render(**row).strip()
+    except jinja2.UndefinedError as err:
+        raise DataError(f"{where} row {i}: instruction_template: {err.message}; columns: {', '.join(columns)}") from err
 
 
 def _load(
@@ -83,6 +113,7 @@ def _load(
     data_files: str | Sequence[str] | dict[str, str | Sequence[str]] | None,
     config: str | None,
     cache_dir: str | None,
+    revision: str | None = None,
 ) -> tuple[Dataset, str, str, str]:
     """(dataset, where for messages, name for ids, split for ids) of a local file or a hub split."""
     # Imported here: `datasets` takes seconds to import, and checking answers or labels does not need it.
@@ -91,8 +122,8 @@ def _load(
     suffix = Path(source).suffix.lower()
     if suffix in FORMATS:
         path = Path(source)
-        if data_files is not None:
-            raise DataError(f"{path}: a local file is its own data; data_files ({data_files}) is for hub datasets")
+        if data_files is not None or revision is not None:
+            raise DataError(f"{path}: a local file is its own data; data_files and revision are for hub datasets")
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         if path.stat().st_size == 0:
@@ -107,6 +138,9 @@ def _load(
         builder, where = source, f"hub dataset {source!r}" + (f" (config {config!r})" if config else "")
         where += f" split {split!r}"
         kwargs = {"name": config, "split": split, "data_files": data_files}
+        if revision is not None:  # e.g. "refs/convert/parquet": the hub's parquet copy of a script dataset
+            kwargs["revision"] = revision
+            where += f" at revision {revision!r}"
         name, split_name = source.rstrip("/").rsplit("/", 1)[-1], split
     try:
         dataset = datasets.load_dataset(builder, cache_dir=cache_dir, **kwargs)

@@ -84,6 +84,47 @@ def test_hub_name_goes_to_load_dataset_with_config_split_and_files(monkeypatch: 
     )
 
 
+def test_revision_goes_to_the_hub_and_a_template_builds_multiple_choice_instructions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cache: str
+) -> None:
+    import datasets
+
+    calls: list[dict[str, object]] = []
+    table = {"context": ["The court held <HOLDING>."], "endings": [["a duty", "no duty"]], "label": [1]}
+
+    def fake_load_dataset(path: str, **kwargs: object) -> datasets.Dataset:
+        calls.append(kwargs)
+        return datasets.Dataset.from_dict(table)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    template = "{{ context }}\nWhich holding?\n{% for e in endings %}{{ loop.index0 }}: {{ e }}\n{% endfor %}"
+    rows = load_rows(
+        "coastalcph/lex_glue",
+        "train",
+        {"label": "label"},
+        config="case_hold",
+        revision="refs/convert/parquet",
+        instruction_template=template,
+    )
+    assert calls[0]["revision"] == "refs/convert/parquet" and calls[0]["name"] == "case_hold"
+    assert rows == [
+        {
+            "id": "lex_glue-train-0",
+            "label": 1,
+            "instruction": "The court held <HOLDING>.\nWhich holding?\n0: a duty\n1: no duty",
+        }
+    ]
+    with pytest.raises(DataError, match=r"instruction_template: 'question' is undefined; columns: context, endings"):
+        load_rows("x/y", "train", {"label": "label"}, instruction_template="{{ question }}")
+    with pytest.raises(DataError, match="instruction_template line 1"):
+        load_rows("x/y", "train", {"label": "label"}, instruction_template="{% for %}")
+    with pytest.raises(DataError, match="must map 'instruction'"):
+        load_rows("x/y", "train", {"label": "label"})
+    local = _write_jsonl(tmp_path / "a.jsonl", [{"q": "x"}])
+    with pytest.raises(DataError, match="data_files and revision are for hub datasets"):
+        load_rows(str(local), None, {"instruction": "q"}, revision="main", cache_dir=cache)
+
+
 def test_hub_errors_name_the_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
@@ -127,7 +168,7 @@ def test_missing_empty_and_unreadable_files_name_the_path(tmp_path: Path, cache:
 def test_fields_must_map_instruction_and_known_names(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"unknown: \['question'\]"):
         load_rows(str(tmp_path / "x.jsonl"), "train", {"instruction": "q", "question": "q"})
-    with pytest.raises(DataError, match="data_files .* is for hub datasets"):
+    with pytest.raises(DataError, match="data_files and revision are for hub datasets"):
         load_rows(str(tmp_path / "x.jsonl"), "train", {"instruction": "q"}, data_files="y.jsonl")
     with pytest.raises(DataError, match="must map 'instruction'"):
         load_rows(str(tmp_path / "x.jsonl"), "train", {"output": "a"})
