@@ -302,6 +302,7 @@ class Runner:
         successes = [p for p in probes if p["correct"]]
         t0 = time.perf_counter()
         candidates = questioner.question(profile, failures, self.cfg.synthesis.budget_per_round, r, successes=successes)
+        candidates = [self.task.shape_candidate(c) for c in candidates]
         model_seconds = time.perf_counter() - t0 if llm_writes else 0.0
         rejected = [self.rejected_record(r, i, x) for i, x in enumerate(getattr(questioner, "rejected", []))]
         self.hold(r, "question")
@@ -327,7 +328,9 @@ class Runner:
         """The teacher answers every candidate."""
         teacher = make_teacher(self.cfg, self.client(r), self.task) if self.llm else self.teacher
         t0 = time.perf_counter()
-        answered = teacher.answer(read_jsonl(self.file(r, "candidates.jsonl")).rows)
+        answered = [
+            self.task.shape_answer(a) for a in teacher.answer(read_jsonl(self.file(r, "candidates.jsonl")).rows)
+        ]
         model_seconds = time.perf_counter() - t0 if self.llm else 0.0
         self.hold(r, "answer")
         write_jsonl(self.file(r, "answered.jsonl"), answered)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.assessor import WorldAssessor
+from agents.llm.prompts import render
 from agents.tasks.datasets import FORMATS, TaskData, is_correct_for, load_rows, make_splits, normalize_label
 from agents.tasks.math import extract_answer, numbers_equal
 from agents.tasks.world import generate_items, get_point, is_correct, normalize_answer, points_for, solve
@@ -90,6 +91,14 @@ class WorldTask:
     def extract(self, text: str) -> str | None:
         """What a teacher's sample votes with."""
         return normalize_answer(text)
+
+    def shape_candidate(self, item: Record) -> Record:
+        """A new question as the student will see it (world questions are already in form)."""
+        return item
+
+    def shape_answer(self, item: Record) -> Record:
+        """A teacher-answered item as it will be trained on (world answers are already in form)."""
+        return item
 
     def taxonomy(self, records: Sequence[Record] = ()) -> list[Record]:
         """The knowledge points, with their skill as category."""
@@ -189,6 +198,35 @@ class DatasetTask:
         if self.kind == "classification":
             return normalize_label(text, self.labels or [])
         return " ".join(text.split()).lower() or None
+
+    def shape_candidate(self, item: Record) -> Record:
+        """Classification: the new text inside the task's own prompt, as every seed and test item reads, whether
+        the Questioner wrote a whole prompt or just the text."""
+        if self.kind != "classification":
+            return item
+        question = str(item.get("instruction", ""))
+        text = question.rsplit("Text:", 1)[-1].strip()
+        if not text:
+            return item  # the Assessor drops it as malformed
+        prompt = render("task_classification", task=self.ds.instruction, labels=self.labels, text=text)
+        return {**item, "instruction": prompt}
+
+    def shape_answer(self, item: Record) -> Record:
+        """Classification: the teacher's answer as the bare label it names (its knowledge point), or no answer when
+        it names none; math: the gold number kept beside the worked answer."""
+        output = str(item.get("output") or "")
+        if self.kind == "math" and output:
+            return {**item, "answer": extract_answer(output)}
+        if self.kind != "classification" or not output:
+            return item
+        label = normalize_label(output, self.labels or [])
+        if label is None:
+            return {
+                **item,
+                "output": "",
+                "teacher_note": f"the answer names no label of {self.labels}: {output[:80]!r}",
+            }
+        return {**item, "output": label, "label": label, "knowledge_point": label}
 
     def taxonomy(self, records: Sequence[Record] = ()) -> list[Record]:
         """One node per knowledge point in the data (the labels of a classification task), largest first."""

@@ -80,14 +80,15 @@ def _scripted() -> ScriptedBackend:
         words = POSITIVE if label == "positive" else NEGATIVE
         k = next(counter)
         text = f"honestly {SUBJECTS[k % 8]} felt {words[k % 8]} to me, take {k}"
-        question = f"Classify the text. Answer with one of: negative, positive.\n\nText: {text}"
+        # Half the time the whole prompt, half the time only the text: the task puts both in its own prompt.
+        question = f"Classify the text. Answer with one of: negative, positive.\n\nText: {text}" if k % 2 else text
         return json.dumps({"question": question, "answer": label})
 
     return ScriptedBackend(
         [
             (r"Rate it on this 5-point scale", "Clear and correct.\nScore: 5"),
             (r"The student was given this question", new_item),
-            (r"^Classify the text", lambda req: _label_of(req.messages[-1]["content"].split("Text:")[-1])),
+            (r"^Classify the text", lambda req: f"It is {_label_of(req.messages[-1]['content'].split('Text:')[-1])}."),
         ],
         model="scripted-teacher",
     )
@@ -149,7 +150,10 @@ def test_a_classification_dataset_runs_a_whole_round_with_llm_agents(
     assert len(synthetic) == min(len(failures), 10)
     assert {i["parent_id"] for i in synthetic} <= {f["id"] for f in failures}
     for item in synthetic:
+        # In the task's prompt form whatever the Questioner wrote; the teacher's sentence cut to its label.
+        assert item["instruction"].startswith("Classify the text. Answer with one of: negative, positive.\n\nText: ")
         assert item["output"] == _label_of(item["instruction"].split("Text:")[-1]) == item["reference"]
+        assert item["knowledge_point"] == item["label"] == item["output"]
         assert item["kept"] or item["drop_reason"], item
     kept = [i for i in synthetic if i["kept"]]
     assert kept and all(i["quality"] == 5 for i in kept)

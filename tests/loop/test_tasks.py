@@ -38,6 +38,12 @@ def test_classification_grades_by_the_label_named_and_stops_at_the_line_end(tmp_
     assert task.verifier("negative", "positive", {}) is False
     assert task.verifier("negative", "dunno", {}) is None  # the proposed answer names no label: cannot tell
     assert task.extract("POSITIVE!") == "positive"
+    prompt = "Classify the text. Answer with one of: negative, positive.\n\nText: a dull film"
+    for written in ("a dull film", prompt, "Some preamble\nText: a dull film"):
+        assert task.shape_candidate({"instruction": written})["instruction"] == prompt
+    shaped = task.shape_answer({"output": "The sentiment is Negative.", "knowledge_point": "positive"})
+    assert (shaped["output"], shaped["label"], shaped["knowledge_point"]) == ("negative", "negative", "negative")
+    assert task.shape_answer({"output": "no idea"})["output"] == ""  # the Assessor drops it as malformed
     records = [{"knowledge_point": k} for k in ("positive", "negative", "positive")]
     assert [p["id"] for p in task.taxonomy(records)] == ["positive", "negative"]
 
@@ -61,6 +67,8 @@ def test_math_grades_and_votes_by_the_final_number_and_runs_to_the_end_token(tmp
     assert task.verifier("#### 8", "7", {}) is False
     assert task.verifier("#### 8", "no number here", {}) is None
     assert task.extract("a\n#### 1,000") == "1000"
+    assert task.shape_answer({"output": "2 * 3 = 6\n#### 6"})["answer"] == "6"
+    assert task.shape_candidate({"instruction": "Q?"}) == {"instruction": "Q?"}
 
 
 def test_open_tasks_are_left_to_the_judge(tmp_path: Path) -> None:
