@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loop.config import load_config
+from loop.config import CONFIG_DIR, load_config
 from loop.tasks import DatasetTask, WorldTask, make_task
 
 LABELS = ["negative", "positive"]
@@ -114,3 +114,44 @@ def test_gsm8k_splits_one_percent_seed_with_probe_and_test_apart() -> None:
     graded = task.grade([{**r, "prediction": r["output"]} for r in [*data.seed, *data.test]])
     assert all(g["correct"] for g in graded)
     assert data.seed == task.make_data().seed  # the same seed draws the same split
+
+
+# Columns and label encodings of each preset's hub dataset, as its dataset card gives them (checked when the
+# presets were written); the hub itself is out of reach here, so a fake `load_dataset` serves such rows.
+PRESET_ROWS = {
+    "sst2": {"idx": 0, "sentence": "a gripping , funny film", "label": 1},
+    "trec": {"text": "How far is it from Denver to Aspen ?", "coarse_label": 5, "fine_label": 40},
+    "snips": {"text": "play some jazz by miles davis", "category": "PlayMusic"},
+    "casehold": {"context": "The court held <HOLDING>.", "endings": ["a", "b", "c", "d", "e"], "label": 2},
+}
+PRESET_GOLD = {"sst2": "positive", "trec": "number", "snips": "PlayMusic", "casehold": "2"}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_ROWS))
+def test_classification_presets_read_their_sources_columns(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    cfg = load_config(CONFIG_DIR / f"{preset}.yaml")
+    ds = cfg.task.dataset
+    assert ds is not None and ds.kind == "classification"
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    def fake_load_dataset(path: str, **kwargs: object) -> datasets.Dataset:
+        calls.append((path, kwargs))
+        n = 400 if kwargs["split"] == ds.train_split else 50
+        rows = [{**PRESET_ROWS[preset]} for _ in range(n)]
+        for i, row in enumerate(rows):  # distinct texts, so nothing is dropped as a duplicate
+            key = "context" if preset == "casehold" else ("sentence" if preset == "sst2" else "text")
+            row[key] = f"{row[key]} ({kwargs['split']} {i})"
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    data = make_task(cfg).make_data()
+    assert [c[0] for c in calls] == [ds.source, ds.source]
+    assert [c[1]["split"] for c in calls] == [ds.train_split, ds.test_split]
+    assert all(c[1]["name"] == ds.config and c[1].get("revision") == ds.revision for c in calls)
+    record = data.test[0]
+    assert record["label"] == record["output"] == record["knowledge_point"] == PRESET_GOLD[preset]
+    assert record["instruction"].startswith(f"{ds.instruction} Answer with one of: ")
+    if preset == "casehold":
+        assert "Which holding fills the <HOLDING> mask?\n0: a\n1: b\n2: c\n3: d\n4: e" in record["instruction"]
