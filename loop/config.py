@@ -152,6 +152,15 @@ class DatasetConfig(_Node):
         None, ge=1, description="evaluate on a fixed sample of this many test rows; all when null"
     )
     cache_dir: str | None = Field(None, description="datasets cache folder (default: the HF cache)")
+    taxonomy: Literal["data", "llm"] = Field(
+        "data",
+        description="data: knowledge points from the data (the labels, a mapped knowledge_point column, else one "
+        "node); llm: the LLM Examiner proposes test points for `domain` (or reads taxonomy_file) and assigns every "
+        "seed, probe and test item to one (AutoDetect's taxonomy), so accuracy is reported per point",
+    )
+    taxonomy_file: str | None = Field(None, description="llm taxonomy: a JSON/YAML list of {id, category, description}")
+    taxonomy_points: int = Field(8, ge=2, description="llm taxonomy: how many test points the model proposes")
+    domain: str | None = Field(None, description="llm taxonomy: the domain, e.g. 'grade-school math word problems'")
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetConfig:
@@ -168,6 +177,12 @@ class DatasetConfig(_Node):
             raise ValueError(f"a {self.kind} task needs fields.{needed} (the source column holding it)")
         if self.kind == "classification" and not self.labels:
             raise ValueError("a classification task needs labels (the label names, in index order)")
+        if self.taxonomy == "llm" and self.kind == "classification":
+            raise ValueError("a classification task's taxonomy is its labels: leave taxonomy 'data'")
+        if self.taxonomy == "llm" and not (self.domain or self.taxonomy_file):
+            raise ValueError("taxonomy 'llm' needs the domain (what the task covers) or a taxonomy_file")
+        if self.taxonomy == "data" and (self.taxonomy_file or self.domain):
+            raise ValueError("taxonomy_file and domain are for taxonomy 'llm'")
         local = Path(self.source).suffix.lower() in (".json", ".jsonl", ".parquet", ".csv")
         if local and self.test_source is None:
             raise ValueError(
@@ -348,6 +363,8 @@ class RunConfig(_Node):
                     f"synthesis.strategy {self.synthesis.strategy!r} writes task-world items; a dataset task needs "
                     "a model-written strategy: llm2llm, autodetect or instructors"
                 )
+        if task.dataset.taxonomy == "llm" and self.teacher.kind != "llm":
+            raise ValueError("task.dataset.taxonomy 'llm' needs the LLM Examiner: set teacher.kind=llm")
         if task.dataset.kind == "open" and self.teacher.kind != "llm":
             raise ValueError("an open task is graded by the LLM judge: set teacher.kind=llm")
         return self

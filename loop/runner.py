@@ -47,7 +47,7 @@ from loop.llm_agents import (
 from loop.report import print_round_table
 from loop.store import RunStore, default_run_dir, fingerprint, read_jsonl, write_jsonl, write_text_atomic
 from loop.student import build_student, evaluate, resolve_device, train_student
-from loop.tasks import Data, make_task
+from loop.tasks import Data, DatasetTask, make_task
 from loop.tracking import Tracker
 
 Record = dict[str, object]
@@ -74,6 +74,8 @@ class Runner:
         self.store = store
         self.root = store.root
         self.task = make_task(cfg)
+        if isinstance(self.task, DatasetTask) and (self.root / "taxonomy.json").exists():  # a resumed run
+            self.task.described = json.loads((self.root / "taxonomy.json").read_text())
         self.points = cfg.task.points or points_for()
         syn = cfg.synthesis
         self.examiner = WorldExaminer(max_refinements=6 if syn.refine else 0)
@@ -221,14 +223,17 @@ class Runner:
     def make_data(self, r: int) -> dict:
         """The seed, the held-out test and (for a dataset) the fixed probe split, disjoint by construction."""
         data = self.task.make_data()
+        taxonomy = self.task.label_points(data, self.client(r)) if self.task.wants_llm_taxonomy else None
         for item in data.seed:
             item.update(source="seed", round=0, strategy=None, parent_id=None, kept=True, drop_reason=None)
         self.hold(r, "data")
+        if taxonomy is not None:
+            write_text_atomic(self.root / "taxonomy.json", json.dumps(taxonomy, indent=1))
         write_jsonl(self.root / "test.jsonl", data.test)
         if not self.task.fresh_probes:
             write_jsonl(self.root / "probe.jsonl", data.probe)
         write_jsonl(self.file(0, "items.jsonl"), data.seed)
-        return data.counts
+        return {**data.counts, **({"taxonomy_points": len(taxonomy)} if taxonomy else {})}
 
     def build_student(self, r: int) -> dict:
         """The base student: built from scratch for 'tiny' (into a temporary folder, then renamed)."""

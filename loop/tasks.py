@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.assessor import WorldAssessor
+from agents.llm.examiner import assign_points, load_taxonomy, propose_taxonomy
+from agents.llm.parsing import Chat
 from agents.llm.prompts import render
 from agents.tasks.datasets import FORMATS, TaskData, is_correct_for, load_rows, make_splits, normalize_label
 from agents.tasks.math import extract_answer, numbers_equal
@@ -23,6 +25,7 @@ from agents.tasks.world import generate_items, get_point, is_correct, normalize_
 from loop.config import DatasetConfig, RunConfig
 
 Record = dict[str, object]
+UNASSIGNED = "unassigned"  # the knowledge point of an item the LLM Examiner could not place
 
 
 @dataclass
@@ -43,6 +46,7 @@ class WorldTask:
     stop: tuple[str, ...] = ("\n",)  # answers are one line
     teacher_system = "teacher_system"
     max_item_chars: int | None = 200
+    wants_llm_taxonomy = False
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -125,6 +129,8 @@ class DatasetTask:
         # Math and open answers run over several lines and end with the end token; labels are one line.
         self.stop: tuple[str, ...] = ("\n",) if self.kind == "classification" else ()
         self.teacher_system = self.teacher_system_by_kind[self.kind]
+        self.described: list[Record] | None = None  # the LLM Examiner's test points (taxonomy 'llm'), once known
+        self.wants_llm_taxonomy = self.ds.taxonomy == "llm"
 
     def make_data(self) -> Data:
         """Seed and probe from the train split, test from the test split (a fixed sample with test_count)."""
@@ -156,6 +162,22 @@ class DatasetTask:
             task=ds.instruction,
         )
         return Data(data.seed, data.test, data.probe, counts=data.counts)
+
+    def label_points(self, data: Data, client: Chat) -> list[Record]:
+        """AutoDetect's taxonomy for a dataset: test points proposed by the model for the domain (or read from
+        taxonomy_file), and every seed, probe and test item assigned to one ('unassigned' where the model named
+        none after its tries). Returns the points; the records' knowledge_point is set in place."""
+        ds, llm = self.ds, self.cfg.teacher.llm
+        if ds.taxonomy_file:
+            points = load_taxonomy(ds.taxonomy_file)
+        else:
+            points = propose_taxonomy(client, str(ds.domain), ds.taxonomy_points, llm.max_tries)
+        records = [*data.seed, *data.probe, *data.test]
+        assigned = assign_points(client, points, records, llm.max_tries, llm.max_tokens)
+        for record, point in zip(records, assigned, strict=True):
+            record["knowledge_point"] = point or UNASSIGNED
+        self.described = points
+        return points
 
     def probes(self, r: int, exclude: set[str]) -> list[Record]:
         raise RuntimeError("a dataset task's probe split is drawn once in round 0 (probe.jsonl), not per round")
@@ -229,7 +251,10 @@ class DatasetTask:
         return {**item, "output": label, "label": label, "knowledge_point": label}
 
     def taxonomy(self, records: Sequence[Record] = ()) -> list[Record]:
-        """One node per knowledge point in the data (the labels of a classification task), largest first."""
+        """The LLM Examiner's points where it made them; else one node per knowledge point in the data (the labels
+        of a classification task), largest first."""
+        if self.described is not None:
+            return self.described
         counts = Counter(str(r.get("knowledge_point")) for r in records)
         what = {"math": "math word problems", "classification": "texts of label", "open": "instructions"}[self.kind]
         return [

@@ -61,6 +61,30 @@ def propose_taxonomy(client: Chat, domain: str, n: int, max_tries: int = 3) -> l
     return list(points.values())
 
 
+def assign_points(
+    client: Chat, taxonomy: Sequence[Record], records: Sequence[Record], max_tries: int = 3, max_tokens: int = 64
+) -> list[str | None]:
+    """The taxonomy point each record's question tests, as the model names it ([[id]]); None where no known id
+    came back after `max_tries` asks."""
+    ids = {str(p["id"]) for p in taxonomy}
+
+    def parse(text: str) -> str:
+        point = slug(parse_bracketed(text))
+        if point not in ids:
+            raise ParseError(f"{point!r} is not a test point id", text)
+        return point
+
+    requests = [
+        ChatRequest(
+            [{"role": "user", "content": render("taxonomy_assign", taxonomy=taxonomy, question=r["instruction"])}],
+            Sampling(0.0, max_tokens=max_tokens),
+            "examiner",
+        )
+        for r in records
+    ]
+    return [g.value for g in ask_parsed(client, requests, parse, max_tries)]
+
+
 def passed(record: Record, weak_score: float) -> bool:
     """Whether the student passed a probe: its judge score >= weak_score where it has one, else `correct`."""
     score = record.get("score")

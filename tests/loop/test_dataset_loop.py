@@ -200,6 +200,7 @@ def test_a_math_dataset_trains_and_grades_multi_line_answers_by_their_final_numb
 def test_dataset_configs_fail_early_with_the_field_named(tmp_path: Path) -> None:
     base = {"kind": "classification", "source": "x.jsonl", "test_source": "y.jsonl", "labels": LABELS}
     base["fields"] = {"instruction": "sentence", "label": "label"}
+    MATH = {**base, "kind": "math", "fields": {"instruction": "q", "output": "a"}}  # noqa: N806
     cases = [
         ({**base, "labels": None}, {}, "needs labels"),
         ({**base, "test_source": None}, {}, "set test_source"),
@@ -212,6 +213,10 @@ def test_dataset_configs_fail_early_with_the_field_named(tmp_path: Path) -> None
             {"rounds": {"max_rounds": 0}},
             "LLM judge",
         ),
+        ({**base, "taxonomy": "llm", "domain": "films"}, {}, "taxonomy is its labels"),
+        ({**MATH, "taxonomy": "llm"}, {}, "needs the domain"),
+        ({**MATH, "domain": "x"}, {}, "for taxonomy 'llm'"),
+        ({**MATH, "taxonomy": "llm", "domain": "x"}, {}, "needs the LLM Examiner"),
     ]
     for task, sections, message in cases:
         with pytest.raises(ConfigError, match=message):
@@ -230,23 +235,51 @@ def test_an_open_task_is_graded_by_the_judge(tmp_path: Path, monkeypatch: pytest
         row["q"] += f" ({i})"
     train, test = _write(tmp_path / "train.jsonl", rows[:48]), _write(tmp_path / "test.jsonl", rows[48:])
     task = {"kind": "open", "source": train, "test_source": test, "fields": {"instruction": "q", "output": "a"}}
-    task.update(seed_count=24, probe_count=8)
+    task.update(seed_count=24, probe_count=8, taxonomy="llm", domain="film criticism", taxonomy_points=3)
     teacher = {"kind": "llm", "llm": {"backend": "openai", "model": "served", "base_url": "http://127.0.0.1:9/v1"}}
     cfg = load_config(_config(tmp_path, task, teacher=teacher, rounds={"max_rounds": 0}))
+    points = [
+        {"id": "Sound", "category": "craft", "description": "music and sound"},
+        {"id": "story", "category": "craft", "description": "plot, story, script and ending"},
+        {"id": "people", "category": "craft", "description": "acting and cast"},
+    ]
+    where = {"music": "sound", "plot": "story", "story": "story", "script": "story", "ending": "story"}
+    where.update({"acting": "people", "cast": "people", "film": "no_such_point"})  # 'film' is never placed
+
+    def assign(req: ChatRequest) -> str:
+        subject = re.search(r"Describe the (\w+)", req.messages[-1]["content"]).group(1)  # type: ignore[union-attr]
+        return f"It tests [[{where[subject]}]]"
+
     # The judge likes answers that name the subject the question asks about.
     backend = ScriptedBackend(
-        [(r"\[Question\]", lambda req: "[[8]]" if _names_subject(req.messages[-1]["content"]) else "[[2]]")]
+        [
+            (r"build a taxonomy of test points for .* film criticism", json.dumps(points)),
+            (r"Which single test point", assign),
+            (r"\[Question\]", lambda req: "[[8]]" if _names_subject(req.messages[-1]["content"]) else "[[2]]"),
+        ]
     )
     monkeypatch.setattr(llm_agents, "make_backend", lambda kind, model, **options: backend)
     run, _ = start_run(cfg)
     graded = _rows(run / "round_000" / "eval_test.jsonl")
-    assert len(graded) == 16 and {req.agent for req in backend.calls} == {"assessor"}
-    assert len(backend.calls) == 16 + 8  # every test and probe answer judged once
+    judged = [req for req in backend.calls if req.agent == "assessor"]
+    assert len(graded) == 16 and len(judged) == 16 + 8  # every test and probe answer judged once
+    # The LLM Examiner's taxonomy: proposed once, every seed, probe and test item placed (or 'unassigned').
+    assert json.loads((run / "taxonomy.json").read_text())[0]["id"] == "sound"  # ids are slugged
+    examiner = [req for req in backend.calls if req.agent == "examiner"]
+    placed = [*_rows(run / "round_000" / "items.jsonl"), *_rows(run / "probe.jsonl"), *_rows(run / "test.jsonl")]
+    films = sum("Describe the film" in r["instruction"] for r in placed)
+    assert len(placed) == 48 and films > 0
+    assert len(examiner) == 1 + 48 + 2 * films  # the proposal, one ask per item, 2 more tries for the unplaceable
+    assert {r["knowledge_point"] for r in placed} == {"sound", "story", "people", "unassigned"}
+    for g in graded:
+        subject = re.search(r"Describe the (\w+)", g["instruction"]).group(1)  # type: ignore[union-attr]
+        assert g["knowledge_point"] == ("unassigned" if subject == "film" else where[subject]), g
     for g in graded:
         assert g["score"] in (8, 2) and g["correct"] == (g["score"] == 8), g
     metrics = [m for m in _rows(run / "metrics.jsonl") if "test/accuracy" in m][-1]
     assert metrics["test/accuracy"] == sum(g["correct"] for g in graded) / 16
     assert metrics["llm/assessor/calls"] == 24
+    assert {"test/point/sound", "test/point/story", "test/point/people"} <= set(metrics)
 
 
 def _names_subject(judge_prompt: str) -> bool:
