@@ -105,6 +105,39 @@ def demo(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
     run_demo(cfg)
 
 
+@app.command()
+def detect(
+    config: ConfigArg = None,
+    overrides: OverridesArg = None,
+    model: Annotated[Optional[str], typer.Option(help="an HF model folder to investigate")] = None,  # noqa: UP045
+    run: Annotated[Optional[Path], typer.Option(help="a gaploop run directory: investigate its student")] = None,  # noqa: UP045
+    round: Annotated[Optional[int], typer.Option(help="with --run: that round's student (default: the latest)")] = None,  # noqa: UP045
+    iterations: Annotated[int, typer.Option(help="search iterations after the first sweep")] = 3,
+    per_node: Annotated[int, typer.Option(help="items per knowledge point and iteration")] = 20,
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: runs/detect-<time>)")] = None,  # noqa: UP045
+) -> None:
+    """Find a student's capability gaps without training it: an AutoDetect-style search over the task world
+    (every point asked, then asked again where it fails), then a report: report.html, report.json, PNG plots,
+    items.jsonl, W&B. With neither --model nor --run, the embedded tiny student is trained first (CPU)."""
+    cfg = _config(config, overrides)
+    _quiet_libraries()
+    from loop.detect import DetectError, DetectOptions, run_detect
+
+    opts = DetectOptions(
+        model=model,
+        run=str(run) if run else None,
+        round=round,
+        iterations=iterations,
+        per_node=per_node,
+        out=str(out) if out else None,
+    )
+    try:
+        run_detect(cfg, opts)
+    except DetectError as err:
+        typer.secho(str(err), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("config")
 def show_config(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
     """Validate a config with its overrides and print it resolved (every field)."""

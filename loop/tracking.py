@@ -137,6 +137,17 @@ class Tracker:
             payload["round"] = round
         self.wandb_run.log(payload)
 
+    def log_images(self, images: dict[str, str | os.PathLike[str]], round: int | None = None) -> None:
+        """PNG files as W&B images (e.g. a report's plots), one key each."""
+        if self.wandb_run is None or not images:
+            return
+        import wandb
+
+        payload: dict[str, object] = {key: wandb.Image(str(path)) for key, path in images.items()}
+        if round is not None:
+            payload["round"] = round
+        self.wandb_run.log(payload)
+
     def summary(self, values: dict[str, object]) -> None:
         """Set W&B summary values (final numbers of the run)."""
         if self.wandb_run is not None:
