@@ -115,10 +115,23 @@ def detect(
     iterations: Annotated[int, typer.Option(help="search iterations after the first sweep")] = 3,
     per_node: Annotated[int, typer.Option(help="items per knowledge point and iteration")] = 20,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: runs/detect-<time>)")] = None,  # noqa: UP045
+    domain: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="with teacher.kind=llm: the domain the model builds a taxonomy for, e.g. 'unit conversion'"),
+    ] = None,
+    taxonomy: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="with teacher.kind=llm: a JSON/YAML list of {id, category, description} test points"),
+    ] = None,
+    points: Annotated[int, typer.Option(help="with --domain: how many test points the model proposes")] = 8,
 ) -> None:
-    """Find a student's capability gaps without training it: an AutoDetect-style search over the task world
-    (every point asked, then asked again where it fails), then a report: report.html, report.json, PNG plots,
-    items.jsonl, W&B. With neither --model nor --run, the embedded tiny student is trained first (CPU)."""
+    """Find a student's capability gaps without training it: AutoDetect's iterative search (every point asked,
+    then asked again where it fails), then a report: report.html, report.json, PNG plots, items.jsonl, W&B.
+
+    Default: the task world, graded exactly, searched over difficulty levels and facets; with neither --model
+    nor --run, the embedded tiny student is trained first (CPU). With teacher.kind=llm (a served or hosted
+    chat model) the model writes the test cases and reference answers and judges the student's answers
+    1-10, over the world's points or over a taxonomy it proposes for --domain (or reads from --taxonomy)."""
     cfg = _config(config, overrides)
     _quiet_libraries()
     from loop.detect import DetectError, DetectOptions, run_detect
@@ -130,6 +143,9 @@ def detect(
         iterations=iterations,
         per_node=per_node,
         out=str(out) if out else None,
+        domain=domain,
+        taxonomy=str(taxonomy) if taxonomy else None,
+        points=points,
     )
     try:
         run_detect(cfg, opts)

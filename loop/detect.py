@@ -24,10 +24,16 @@ from pathlib import Path
 from rich.table import Table
 
 from agents.examiner import WorldExaminer, node_stats
+from agents.llm.assessor import LLMAssessor
+from agents.llm.client import LLMClient
+from agents.llm.examiner import load_taxonomy, propose_taxonomy
+from agents.llm.questioner import LLMQuestioner
+from agents.llm.teacher import LLMTeacher
+from agents.roles import WeaknessProfile
 from agents.search import WorldSearch
-from agents.tasks.world import get_point
 from loop.config import RunConfig
 from loop.console import console
+from loop.llm_agents import make_client, make_teacher
 from loop.store import read_jsonl, write_jsonl, write_text_atomic
 from loop.student import build_student, evaluate, train_student
 from loop.tasks import WorldTask
@@ -52,6 +58,9 @@ class DetectOptions:
     out: str | None = None  # the report folder (default runs/detect-<time>)
     weakest: int = 5  # points shown with their worst examples
     examples: int = 5  # worst examples per weak point
+    domain: str | None = None  # LLM mode: the domain the model's taxonomy covers
+    taxonomy: str | None = None  # LLM mode: a JSON/YAML taxonomy file instead of a proposed one
+    points: int = 8  # LLM mode: test points the model proposes for `domain`
 
 
 def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
@@ -71,12 +80,18 @@ def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
         name=out.name,
         tags=["detect", *cfg.tracking.tags],
     )
+    client = None
     try:
         task = WorldTask(cfg)
         student, known, origin = resolve_student(cfg, opts, out, tracker)
+        if cfg.teacher.kind == "llm":
+            client = make_client(cfg, out, cfg.teacher.llm.model)
+            search: WorldSearch | LLMSearch = LLMSearch(cfg, opts, client, task, known)
+        else:
+            search = WorldSearch(task.points, cfg.seed, cfg.task.difficulty, opts.per_node)
+            search.remember(known)
+        stop = search.stop if isinstance(search, LLMSearch) else task.stop
         console.print(f"[bold]gaploop detect[/] {origin} -> {out}")
-        search = WorldSearch(task.points, cfg.seed, cfg.task.difficulty, opts.per_node)
-        search.remember(known)
         graded: list[Record] = []
         seconds: dict[str, float] = {}
         for it in range(opts.iterations + 1):
@@ -85,15 +100,19 @@ def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
             if not batch:
                 console.print(f"iteration {it}: the search has no new item left to ask; stopping")
                 break
-            answered = evaluate(cfg, student, batch, f"iteration {it}: student answers", stop=task.stop)
-            got = task.grade(answered)
+            answered = evaluate(cfg, student, batch, f"iteration {it}: student answers", stop=stop)
+            got = search.grade(answered) if isinstance(search, LLMSearch) else task.grade(answered)
             graded += got
             write_jsonl(out / "items.jsonl", graded)
             seconds[f"iteration {it}"] = time.perf_counter() - t0
             rate = sum(not g["correct"] for g in got) / len(got)
             console.print(f"iteration {it}: {len(got)} items, failure rate {rate:.3f}")
             tracker.log({"detect/failure_rate": rate, "detect/items": len(got)}, round=it)
-        report = build_report(graded, cfg, opts, origin, seconds, time.perf_counter() - t_start)
+        describe = {str(p["id"]): p for p in (search.taxonomy if isinstance(search, LLMSearch) else task.taxonomy())}
+        if client is not None:
+            usage = client.total()
+            seconds["llm_tokens"] = float(usage.tokens)
+        report = build_report(graded, cfg, opts, origin, seconds, time.perf_counter() - t_start, describe)
         write_text_atomic(out / "report.json", json.dumps(report, indent=1))
         from loop.detect_report import write_html, write_plots
 
@@ -105,22 +124,97 @@ def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
         tracker.summary({"detect/failure_rate": report["overall"]["failure_rate"], "detect/items": len(graded)})
     finally:
         tracker.finish()
+        if client is not None:
+            client.close()
     print_summary(report, out)
     return out
 
 
 def _check(cfg: RunConfig, opts: DetectOptions) -> None:
-    if cfg.task.name != "world" or cfg.teacher.kind != "world":
+    if cfg.task.name != "world":
         raise DetectError(
-            "gaploop detect searches the verifiable task world with exact grading; detect over a dataset or with "
-            "an LLM Questioner and judge (task.name=dataset or teacher.kind=llm) is not built yet"
+            "gaploop detect over a dataset is not built yet: investigate the task world, or a domain with an LLM "
+            "(teacher.kind=llm --domain '...')"
         )
+    if cfg.teacher.kind == "llm" and cfg.teacher.llm.model == "tiny":
+        raise DetectError("detect with an LLM needs a real chat model in teacher.llm.model (the tiny one is a demo)")
+    if cfg.teacher.kind != "llm" and (opts.domain or opts.taxonomy):
+        raise DetectError("--domain and --taxonomy need an LLM to write and judge the test cases: set teacher.kind=llm")
+    if opts.domain and opts.taxonomy:
+        raise DetectError("give --domain (the model proposes the taxonomy) or --taxonomy FILE, not both")
     if opts.model and opts.run:
         raise DetectError("give --model or --run, not both")
     if opts.round is not None and not opts.run:
         raise DetectError("--round picks a round of --run; give --run too")
     if opts.iterations < 0 or opts.per_node < 1:
         raise DetectError(f"--iterations must be >= 0 and --per-node >= 1 (got {opts.iterations}, {opts.per_node})")
+
+
+class LLMSearch:
+    """AutoDetect with a model: a taxonomy (proposed for a domain, read from a file, or the world's points),
+    `per_node` seed prompts per point, then per point `per_node` search prompts each iteration aimed at a
+    lower score from 5 past items; reference answers by the teacher; the student graded by the judge (or
+    exactly, by the world's oracle, on the world's points)."""
+
+    def __init__(
+        self, cfg: RunConfig, opts: DetectOptions, client: LLMClient, task: WorldTask, known: list[str]
+    ) -> None:
+        llm = cfg.teacher.llm
+        if opts.taxonomy:
+            self.taxonomy = load_taxonomy(opts.taxonomy)
+        elif opts.domain:
+            self.taxonomy = propose_taxonomy(client, opts.domain, opts.points, llm.max_tries)
+        else:
+            self.taxonomy = task.taxonomy()
+        self.world = not (opts.taxonomy or opts.domain)
+        self.stop = task.stop if self.world else ()  # free-text answers run to the end token
+        self.per_node = opts.per_node
+        self.questioner = LLMQuestioner(
+            client,
+            "autodetect",
+            max_tries=llm.max_tries,
+            per_point=opts.per_node,
+            taxonomy=self.taxonomy,
+            domain=opts.domain or "",
+            temperature=llm.temperature,
+            max_tokens=llm.max_tokens,
+            seed=cfg.seed,
+        )
+        self.questioner.remember(known)
+        self.teacher = (
+            make_teacher(cfg, client, task)
+            if self.world
+            else LLMTeacher(client, samples=1, max_tries=llm.max_tries, max_tokens=llm.max_tokens)
+        )
+        self.judge = LLMAssessor(client, verifier=task.verifier if self.world else None, max_tries=llm.max_tries)
+        self.dropped: list[Record] = []
+
+    def initial(self) -> list[Record]:
+        """Seed prompts for every point of the taxonomy."""
+        fresh = [{"kind": "new_point", "point": p["id"], "description": p["description"]} for p in self.taxonomy]
+        return self._ask(WeaknessProfile(round=0, nodes=[], refinements=fresh), [], 0)
+
+    def next_items(self, graded: list[Record], iteration: int) -> list[Record]:
+        """Search prompts for every point (every point is searched, as AutoDetect runs each to a fixed count)."""
+        groups: dict[str, list[bool]] = defaultdict(list)
+        for g in graded:
+            groups[str(g["knowledge_point"])].append(bool(g["correct"]))
+        profile = WeaknessProfile(round=iteration, nodes=node_stats(groups, {}, weak_below=1.01))
+        return self._ask(profile, graded, iteration)
+
+    def _ask(self, profile: WeaknessProfile, graded: list[Record], iteration: int) -> list[Record]:
+        budget = self.per_node * len(self.taxonomy)
+        failures = [g for g in graded if not g["correct"]]
+        successes = [g for g in graded if g["correct"]]
+        candidates = self.questioner.question(profile, failures, budget, iteration, successes=successes)
+        answered = self.teacher.answer(candidates)
+        kept = [{**a, "iteration": iteration} for a in answered if str(a.get("output") or "").strip()]
+        self.dropped += [a for a in answered if not str(a.get("output") or "").strip()]
+        return kept
+
+    def grade(self, answered: list[Record]) -> list[Record]:
+        """The judge's 1-10 score against the teacher's reference (right = at least 3.1), or the exact check."""
+        return self.judge.grade(answered)
 
 
 def resolve_student(cfg: RunConfig, opts: DetectOptions, out: Path, tracker: Tracker) -> tuple[Path, list[str], str]:
@@ -169,44 +263,46 @@ def _run_student(run: Path, round: int | None) -> tuple[Path, list[str], str]:
 
 # -- the report ---------------------------------------------------------------------------------------
 def build_report(
-    graded: list[Record], cfg: RunConfig, opts: DetectOptions, origin: str, seconds: dict[str, float], total: float
+    graded: list[Record],
+    cfg: RunConfig,
+    opts: DetectOptions,
+    origin: str,
+    seconds: dict[str, float],
+    total: float,
+    describe: dict[str, Record],
 ) -> dict[str, object]:
-    """Everything the HTML page, the plots and W&B show, as plain data."""
+    """Everything the HTML page, the plots and W&B show, as plain data. `describe` maps a point id to its
+    taxonomy entry (category, description)."""
     by_point: dict[str, list[bool]] = defaultdict(list)
-    by_skill: dict[str, list[bool]] = defaultdict(list)
+    by_category: dict[str, list[bool]] = defaultdict(list)
     for g in graded:
-        by_point[str(g["knowledge_point"])].append(bool(g["correct"]))
-        by_skill[str(g["skill"])].append(bool(g["correct"]))
+        point = str(g["knowledge_point"])
+        by_point[point].append(bool(g["correct"]))
+        by_category[str(describe.get(point, {}).get("category", "?"))].append(bool(g["correct"]))
     points = []
     for s in node_stats(by_point, {}, 1.0):
         mine = [g for g in graded if g["knowledge_point"] == s.point]
         iterations = sorted({int(g["iteration"]) for g in mine})  # type: ignore[call-overload]
-        trajectory = [_rate([g for g in mine if g["iteration"] == it]) for it in iterations]
-        cells = Counter((int(g["difficulty"]), str(g["facet"])) for g in mine)  # type: ignore[call-overload]
-        failed_cells = Counter((int(g["difficulty"]), str(g["facet"])) for g in mine if not g["correct"])  # type: ignore[call-overload]
-        worst_cell = max(cells, key=lambda c: (failed_cells[c] / cells[c], cells[c]))
+        scores = [float(g["score"]) for g in mine if g.get("score") is not None]  # type: ignore[arg-type]
+        entry = describe.get(s.point, {})
         points.append(
             {
                 "point": s.point,
-                "skill": get_point(s.point).skill,
-                "description": get_point(s.point).description,
+                "skill": str(entry.get("category", "?")),
+                "description": str(entry.get("description", "")),
                 "items": s.n,
                 "failed": s.n - s.correct,
                 "failure_rate": 1 - s.accuracy,
                 "ci_low": 1 - s.ci_high,
                 "ci_high": 1 - s.ci_low,
-                "trajectory": trajectory,
+                "trajectory": [_rate([g for g in mine if g["iteration"] == it]) for it in iterations],
                 "sweep_failure_rate": _rate([g for g in mine if g["iteration"] == 0]),
+                "mean_score": sum(scores) / len(scores) if scores else None,
                 "by_level": {
-                    str(lv): _rate([g for g in mine if g["difficulty"] == lv])
-                    for lv in sorted({int(g["difficulty"]) for g in mine})  # type: ignore[call-overload]
+                    str(lv): _rate([g for g in mine if g.get("difficulty") == lv])
+                    for lv in sorted({int(g["difficulty"]) for g in mine if g.get("difficulty") is not None})  # type: ignore[call-overload]
                 },
-                "worst_cell": {
-                    "difficulty": worst_cell[0],
-                    "facet": worst_cell[1],
-                    "items": cells[worst_cell],
-                    "failed": failed_cells[worst_cell],
-                },
+                "worst_cell": _worst_cell(mine),
                 "error_types": dict(Counter(str(g["error_type"]) for g in mine if not g["correct"]).most_common()),
             }
         )
@@ -222,23 +318,41 @@ def build_report(
         if p["failed"]
     ]
     iterations = sorted({int(g["iteration"]) for g in graded})  # type: ignore[call-overload]
+    scores = [float(g["score"]) for g in graded if g.get("score") is not None]  # type: ignore[arg-type]
     return {
         "student": origin,
         "config": {"task": cfg.task.model_dump(mode="json"), "seed": cfg.seed, "template": cfg.student.template},
         "options": asdict(opts),
+        "taxonomy": list(describe.values()),
         "overall": {
             "items": len(graded),
             "failed": sum(not g["correct"] for g in graded),
             "failure_rate": _rate(graded),
         },
         "iterations": [{"iteration": it, **_counts([g for g in graded if g["iteration"] == it])} for it in iterations],
-        "skills": {k: {"items": len(v), "failure_rate": 1 - sum(v) / len(v)} for k, v in sorted(by_skill.items())},
+        "skills": {k: {"items": len(v), "failure_rate": 1 - sum(v) / len(v)} for k, v in sorted(by_category.items())},
         "points": points,
         "facet_splits": refinements,
         "weakest": weakest,
         "error_types": dict(Counter(str(g["error_type"]) for g in graded if not g["correct"]).most_common()),
+        # The judge's 1-10 scores (LLM mode): how many items got each score.
+        "scores": {str(k): v for k, v in sorted(Counter(round(x) for x in scores).items())},
         "seconds": {**seconds, "total": total},
     }
+
+
+def _worst_cell(records: list[Record]) -> Record | None:
+    """The (level, facet) cell with the highest failure rate, where the items have levels (the world)."""
+    cells = Counter((int(g["difficulty"]), str(g["facet"])) for g in records if g.get("difficulty") is not None)  # type: ignore[call-overload]
+    if not cells:
+        return None
+    failed = Counter(
+        (int(g["difficulty"]), str(g["facet"]))  # type: ignore[call-overload]
+        for g in records
+        if g.get("difficulty") is not None and not g["correct"]
+    )
+    level, facet = max(cells, key=lambda c: (failed[c] / cells[c], cells[c]))
+    return {"difficulty": level, "facet": facet, "items": cells[(level, facet)], "failed": failed[(level, facet)]}
 
 
 def _rate(records: list[Record]) -> float:
@@ -251,7 +365,10 @@ def _counts(records: list[Record]) -> dict[str, object]:
 
 def _worst_examples(records: list[Record], n: int) -> list[Record]:
     """Failures on the easiest items first: a slip at level 1 says more than one at level 3."""
-    failed = sorted((g for g in records if not g["correct"]), key=lambda g: (g["difficulty"], str(g["id"])))
+    failed = sorted(
+        (g for g in records if not g["correct"]),
+        key=lambda g: (g.get("difficulty") or 0, g.get("score") or 0, str(g["id"])),
+    )
     keys = ("point", "difficulty", "facet", "question", "expected", "answer", "error_type", "iteration")
     return [
         dict(
@@ -259,12 +376,12 @@ def _worst_examples(records: list[Record], n: int) -> list[Record]:
                 keys,
                 (
                     g["knowledge_point"],
-                    g["difficulty"],
-                    g["facet"],
+                    g.get("difficulty"),
+                    g.get("facet"),
                     g["instruction"],
                     g["output"],
                     g["prediction"],
-                    g["error_type"],
+                    g.get("error_type"),
                     g["iteration"],
                 ),
                 strict=True,
@@ -279,20 +396,24 @@ def _point_row(p: dict[str, object]) -> Record:
     return {k: p[k] for k in keys}
 
 
+def describe_cell(cell: Record) -> str:
+    """'level 2, no 0 digit: 57/57' for a point's worst cell."""
+    return f"level {cell['difficulty']}, {cell['facet']}: {cell['failed']}/{cell['items']}"
+
+
 def print_summary(report: dict[str, object], out: Path) -> None:
     """The weakest points first, then where the report is."""
     table = Table(title=f"weakest points ({report['student']})")
-    for col in ("point", "failure rate (95% CI)", "first sweep", "items", "worst cell", "top error"):
+    for col in ("point", "failure rate (95% CI)", "first sweep", "items", "worst cell / score", "top error"):
         table.add_column(col)
     for p in report["points"][:10]:  # type: ignore[index]
-        cell = p["worst_cell"]
         errors = p["error_types"]
         table.add_row(
             p["point"],
             f"{p['failure_rate']:.2f} ({p['ci_low']:.2f}-{p['ci_high']:.2f})",
             f"{p['sweep_failure_rate']:.2f}",
             str(p["items"]),
-            f"level {cell['difficulty']}, {cell['facet']}: {cell['failed']}/{cell['items']}",
+            describe_cell(p["worst_cell"]) if p["worst_cell"] else f"mean judge score {p['mean_score']:.1f}",
             next(iter(errors), "-"),
         )
     console.print(table)

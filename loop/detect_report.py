@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; a machine without a screen must draw too
 import matplotlib.pyplot as plt  # noqa: E402
 
+from loop.detect import describe_cell  # noqa: E402
+
 Report = dict[str, object]
 
 
@@ -20,8 +22,11 @@ def write_plots(report: Report, out: Path) -> list[Path]:
     paths = [
         _failure_by_point(report, out / "failure_by_point.png"),
         _trajectory(report, out / "search_trajectory.png"),
-        _by_level(report, out / "failure_by_level.png"),
     ]
+    if any(p["by_level"] for p in report["points"]):  # type: ignore[union-attr]
+        paths.append(_by_level(report, out / "failure_by_level.png"))
+    if report["scores"]:
+        paths.append(_scores(report, out / "judge_scores.png"))
     if report["error_types"]:
         paths.append(_error_types(report, out / "error_types.png"))
     return paths
@@ -94,6 +99,18 @@ def _error_types(report: Report, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _scores(report: Report, path: Path) -> Path:
+    scores = report["scores"]  # type: ignore[assignment]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    xs = list(range(1, 11))
+    ax.bar(xs, [scores.get(str(x), 0) for x in xs], color=["tab:red" if x < 3.1 else "tab:blue" for x in xs])  # type: ignore[union-attr]
+    ax.set_xticks(xs)
+    ax.set_xlabel("judge score (1-10; red: below 3.1, a weakness hit)")
+    ax.set_ylabel("items")
+    ax.set_title("Score distribution")
+    return _save(fig, path)
+
+
 # -- HTML -------------------------------------------------------------------------------------------
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -118,7 +135,7 @@ def write_html(report: Report, plots: list[Path], path: Path) -> Path:
         "so it is the rate the search could provoke; <em>first sweep</em> is iteration 0 alone (the point at the "
         "task level, drawn at random): the unsteered estimate.</p>",
         _table(
-            ["point", "skill", "failure rate", "95% CI", "first sweep", "items", "worst cell", "error types"],
+            ["point", "category", "failure rate", "95% CI", "first sweep", "items", "worst cell / score", "errors"],
             [
                 [
                     e(p["point"]),
@@ -127,10 +144,7 @@ def write_html(report: Report, plots: list[Path], path: Path) -> Path:
                     f"{p['ci_low']:.2f}-{p['ci_high']:.2f}",
                     f"{p['sweep_failure_rate']:.3f}",
                     str(p["items"]),
-                    e(
-                        f"level {p['worst_cell']['difficulty']}, {p['worst_cell']['facet']}: "
-                        f"{p['worst_cell']['failed']}/{p['worst_cell']['items']}"
-                    ),
+                    e(describe_cell(p["worst_cell"]) if p["worst_cell"] else f"mean score {p['mean_score']:.1f}"),
                     e(", ".join(f"{k} {v}" for k, v in p["error_types"].items())),
                 ]
                 for p in report["points"]  # type: ignore[union-attr]

@@ -5,14 +5,19 @@ option is named."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from agents.llm.scripted import ScriptedBackend
+from agents.llm.types import ChatRequest
 from agents.tasks.world import generate_items
+from loop import llm_agents
 from loop.cli import app
 from loop.config import load_config
 from loop.student import build_student
@@ -31,6 +36,10 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _detect(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["detect", *SMALL, *args])
+    if result.exc_info and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        traceback.print_exception(*result.exc_info)
     return result.exit_code, result.output + (str(result.exception) if result.exception else "")
 
 
@@ -106,9 +115,82 @@ def test_a_runs_student_is_investigated_without_its_training_items(model: Path, 
         (["--model", "a", "--run", "b"], "give --model or --run, not both"),
         (["--per-node", "0"], "--per-node >= 1"),
         (["task.name=dataset"], "task.dataset section"),
-        (["teacher.kind=llm"], "not built yet"),
+        (["teacher.kind=llm"], "needs a real chat model"),
+        (["--domain", "arithmetic"], "need an LLM to write and judge"),
     ],
 )
 def test_bad_options_are_named(args: list[str], message: str, tmp_path: Path) -> None:
     code, output = _detect(*args, "--out", str(tmp_path / "r"), "tracking.wandb_mode=disabled")
     assert code == 2 and message in output, output
+
+
+def test_with_an_llm_the_model_proposes_the_taxonomy_writes_the_tests_and_judges(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    points = [
+        {"id": "two_digit_sums", "category": "arithmetic", "description": "adding two-digit numbers"},
+        {"id": "letter_reversal", "category": "strings", "description": "reversing a few letters"},
+    ]
+    counter = itertools.count()
+
+    def write_test(req: ChatRequest) -> str:
+        text, k = req.messages[-1]["content"], next(counter)
+        if "two_digit_sums" in text:
+            return json.dumps({"key_point": "sums", "prompt": f"What is {10 + k} + {20 + k}?"})
+        return json.dumps({"key_point": "reversal", "prompt": f"Reverse {'abcdefgh'[k % 8]} x {k}."})
+
+    def answer(req: ChatRequest) -> str:
+        q = req.messages[-1]["content"]
+        m = re.match(r"What is (\d+) \+ (\d+)\?", q)
+        return str(int(m[1]) + int(m[2])) if m else " ".join(reversed(q[len("Reverse ") : -1].split()))
+
+    def judge(req: ChatRequest) -> str:
+        text = req.messages[-1]["content"]
+        reference = text.split("[The Start of Reference Answer]")[1].split("[The End")[0].strip()
+        given = text.split("[The Start of Assistant's Answer]")[1].split("[The End")[0].strip()
+        return "Rating: [[9]]" if given == reference else "Rating: [[2]]"
+
+    backend = ScriptedBackend(
+        [
+            (
+                r"build a taxonomy of test points for finding the weaknesses of a language model in toy",
+                json.dumps(points),
+            ),
+            (r"This task is to write test cases", write_test),
+            (r"\[Question\]", judge),
+            (r"^(What is|Reverse)", answer),
+        ]
+    )
+    monkeypatch.setattr(llm_agents, "make_backend", lambda kind, model, **options: backend)
+    out = tmp_path / "report"
+    llm = ["teacher.kind=llm", "teacher.llm.backend=openai", "teacher.llm.model=m", "teacher.llm.base_url=http://x/v1"]
+    code, output = _detect(
+        *llm,
+        "tracking.wandb_mode=disabled",
+        "--model",
+        str(model),
+        "--domain",
+        "toy skills",
+        "--iterations",
+        "1",
+        "--per-node",
+        "3",
+        "--out",
+        str(out),
+    )
+    assert code == 0, output
+    items = _rows(out / "items.jsonl")
+    report = json.loads((out / "report.json").read_text())
+    assert [p["id"] for p in report["taxonomy"]] == ["two_digit_sums", "letter_reversal"]
+    assert len(items) == 2 * 3 * 2 and {i["knowledge_point"] for i in items} == {"two_digit_sums", "letter_reversal"}
+    for i in items:
+        assert i["output"] == answer(ChatRequest([{"role": "user", "content": i["instruction"]}], None, "t"))  # type: ignore[arg-type]
+        assert i["score"] in (9, 2) and i["correct"] == (i["score"] == 9) == (i["prediction"].strip() == i["output"])
+    # Iteration 1 searched from the past items of each point (AutoDetect's history prompt).
+    searches = [r for r in backend.calls if "Previous prompts on this test point" in r.messages[-1]["content"]]
+    assert len(searches) == 6
+    assert sum(report["scores"].values()) == 12 and (out / "judge_scores.png").exists()
+    assert not (out / "failure_by_level.png").exists()  # free-text points have no levels
+    assert all(
+        p["worst_cell"] is None and p["mean_score"] in (2, 9) or 2 < p["mean_score"] < 9 for p in report["points"]
+    )
