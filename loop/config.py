@@ -6,6 +6,7 @@ The resolved config is saved into the run directory (`config.yaml`) by the run s
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,11 @@ class StudentConfig(_Node):
     max_length: int = Field(128, ge=8, description="tokens per training example (prompt + answer)")
     max_new_tokens: int = Field(16, ge=1, description="generation budget at evaluation")
     inference_backend: Literal["auto", "transformers", "vllm"] = "auto"
+    inference_process: Literal["auto", "inline", "child"] = Field(
+        "auto",
+        description="where the student answers and IFD scoring run: child (a process of their own, so accelerator "
+        "memory is handed back before training), inline (in the orchestrator: no model reload), auto (child on CUDA)",
+    )
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:i]'")
 
 
@@ -289,6 +295,11 @@ class TrainingConfig(_Node):
     max_grad_norm: float = Field(1.0, gt=0)
     group_by_length: bool = Field(False, description="batch rows of similar length (less padding, less mixing)")
     zero_stage: Literal[0, 1, 2, 3] = 0
+    deepspeed_config: str | None = Field(
+        None,
+        description="a DeepSpeed JSON whose 'auto' values this section fills (default configs/deepspeed/zero<stage>"
+        ".json); a relative path is read from the working directory, else from configs/",
+    )
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     launcher: Literal["auto", "python", "deepspeed"] = "auto"
     num_gpus: int | None = Field(None, ge=1)
@@ -298,6 +309,21 @@ class TrainingConfig(_Node):
     def _one_budget(self) -> TrainingConfig:
         if (self.epochs is None) == (self.max_steps is None):
             raise ValueError("set exactly one of epochs and max_steps (the other to null)")
+        if self.deepspeed_config is not None:
+            path = Path(self.deepspeed_config)
+            found = next((p for p in (path, CONFIG_DIR / path) if p.is_file()), None)
+            if found is None:
+                raise ValueError(f"deepspeed_config {path}: no such file (here or in {CONFIG_DIR})")
+            try:
+                stage = json.loads(found.read_text()).get("zero_optimization", {}).get("stage", "auto")
+            except (json.JSONDecodeError, AttributeError) as err:
+                raise ValueError(f"deepspeed_config {found}: not a JSON object ({err})") from err
+            if stage not in ("auto", self.zero_stage):
+                raise ValueError(
+                    f"deepspeed_config {found} sets ZeRO stage {stage} but zero_stage is {self.zero_stage}"
+                )
+            # Stored resolved, so the run directory's config.yaml still finds it on resume from elsewhere.
+            object.__setattr__(self, "deepspeed_config", str(found.resolve()))
         return self
 
 

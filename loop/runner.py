@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -46,7 +47,7 @@ from loop.llm_agents import (
 )
 from loop.report import print_round_table
 from loop.store import RunStore, default_run_dir, fingerprint, read_jsonl, write_jsonl, write_text_atomic
-from loop.student import build_student, evaluate, resolve_device, train_student
+from loop.student import build_student, evaluate, in_child, resolve_device, run_child, train_student
 from loop.tasks import Data, DatasetTask, make_task
 from loop.tracking import Tracker
 
@@ -381,9 +382,21 @@ class Runner:
         return {"kept": len(kept), "dropped": len(dropped), "compute_seconds": ifd_seconds}
 
     def score_ifd(self, model_dir: Path, items: Sequence[Record]) -> list:
-        """IFD of items by a student (in this process: the model is small or the GPU is free here)."""
-        from trainers.ifd import score_ifd
+        """IFD of items by a student: in a child process on GPUs (student.inference_process), else here."""
+        from trainers.ifd import IFDScore, score_ifd
         from trainers.tiny import load_student
+
+        s = self.cfg.student
+        if in_child(self.cfg):
+            with tempfile.TemporaryDirectory(prefix="gaploop-ifd-") as tmp:
+                data, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
+                write_jsonl(data, [{"instruction": i["instruction"], "output": i["output"]} for i in items])
+                args = ["--model", str(model_dir), "--data", str(data), "--out", str(out), "--template", s.template]
+                args += ["--max-length", str(s.max_length), "--batch-size", str(self.cfg.ifd.batch_size)]
+                args += ["--device", resolve_device(s.device)]
+                run_child("trainers.ifd", args, "IFD scoring")
+                rows = read_jsonl(out).rows
+            return [IFDScore(r["loss_cond"], r["loss_alone"], r["ifd"], r.get("ifd_reason")) for r in rows]  # type: ignore[arg-type]
 
         model, tokenizer = load_student(model_dir, device=resolve_device(self.cfg.student.device))
         scores = score_ifd(

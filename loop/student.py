@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -10,6 +16,7 @@ import torch
 from loop.config import RunConfig
 from loop.console import progress_bar
 from loop.evaluate import answer_items
+from loop.store import read_jsonl, write_jsonl
 from loop.tracking import Tracker
 from trainers.inference import make_generator
 from trainers.sft import SFTJob, launch_sft
@@ -40,10 +47,46 @@ def build_student(cfg: RunConfig, out: Path, texts: Sequence[str]) -> Path:
     return build_tiny_student(out, texts, spec)
 
 
+def in_child(cfg: RunConfig) -> bool:
+    """Whether the student's inference and IFD scoring run in a child process (see student.inference_process)."""
+    mode = cfg.student.inference_process
+    return mode == "child" or (mode == "auto" and torch.cuda.is_available())
+
+
+def run_child(module: str, args: list[str], label: str, on_line: Callable[[str], None] | None = None) -> str:
+    """`python -m module args` with this package importable; stderr lines go to `on_line`; returns stdout.
+
+    A failure raises with the child's stderr tail; an interrupt kills the child first.
+    """
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    tail: list[str] = []
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        for line in proc.stderr:
+            tail = [*tail[-40:], line.rstrip()]
+            if on_line is not None:
+                on_line(line)
+        out = proc.stdout.read()
+        code = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if code != 0:
+        raise RuntimeError(f"{label}: the child process `python -m {module}` failed (exit {code}):\n" + "\n".join(tail))
+    return out
+
+
 def evaluate(
     cfg: RunConfig, model_dir: Path, items: list[dict[str, object]], label: str, stop: Sequence[str] = ("\n",)
 ) -> list[dict]:
     """Greedy answers (`prediction`) of the student in `model_dir` to `items`, with a progress bar; the task grades."""
+    if in_child(cfg):
+        return _evaluate_in_child(cfg, model_dir, items, label, stop)
     device = resolve_device(cfg.student.device)
     with (
         make_generator(model_dir, backend=cfg.student.inference_backend, device=device) as gen,
@@ -58,6 +101,36 @@ def evaluate(
             stop=stop,
             progress=lambda n: bar.advance(task, n),
         )
+
+
+def _evaluate_in_child(
+    cfg: RunConfig, model_dir: Path, items: list[dict[str, object]], label: str, stop: Sequence[str]
+) -> list[dict]:
+    """The same answers from `python -m trainers.inference JOB.json`, which returns the accelerator when it exits."""
+    with tempfile.TemporaryDirectory(prefix="gaploop-infer-") as tmp, progress_bar() as bar:
+        task = bar.add_task(label, total=len(items), info="child process")
+        rows = [{"instruction": i["instruction"], "input": i.get("input") or ""} for i in items]
+        write_jsonl(Path(tmp) / "in.jsonl", rows)
+        job = {
+            "model": str(model_dir),
+            "input": str(Path(tmp) / "in.jsonl"),
+            "output": str(Path(tmp) / "out.jsonl"),
+            "backend": cfg.student.inference_backend,
+            "device": resolve_device(cfg.student.device),
+            "template": cfg.student.template,
+            "max_new_tokens": cfg.student.max_new_tokens,
+            "stop": list(stop),
+        }
+        (Path(tmp) / "job.json").write_text(json.dumps(job))
+
+        def on_line(line: str) -> None:
+            done = re.search(r"(\d+)/\d+ rows", line)
+            if done:
+                bar.update(task, completed=int(done.group(1)))
+
+        run_child("trainers.inference", [str(Path(tmp) / "job.json")], label, on_line)
+        answers = read_jsonl(Path(tmp) / "out.jsonl").rows
+    return [{**item, "prediction": a["prediction"]} for item, a in zip(items, answers, strict=True)]
 
 
 def train_student(
@@ -91,6 +164,7 @@ def train_student(
         max_grad_norm=t.max_grad_norm,
         seed=cfg.seed,
         zero_stage=t.zero_stage,
+        deepspeed_config=t.deepspeed_config,
         precision=t.precision,
         log_every=5,
         # Length-grouped batches would be nearly one task type each on the task world (lengths differ

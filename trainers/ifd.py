@@ -15,6 +15,7 @@ and a reason instead of the release's silent 0.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -464,3 +465,26 @@ def score_file(
         "samples_per_s": len(rows) / seconds if seconds > 0 else float("inf"),
         "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry of `python -m trainers.ifd --model M --data IN.jsonl --out OUT.jsonl [...]`: the loop scores IFD in
+    a child process on GPUs, so the model's accelerator memory is handed back when it exits."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m trainers.ifd", description=main.__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--template", default="plain")
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    summary = score_file(args.model, args.data, args.out, args.template, args.max_length, args.batch_size, args.device)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

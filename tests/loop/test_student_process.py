@@ -1,0 +1,47 @@
+"""The student's inference and IFD scoring in a child process (how GPUs hand memory back between phases)
+give exactly what the in-process path gives, and a failing child says why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.tasks.world import generate_items
+from loop.config import load_config
+from loop.runner import Runner
+from loop.store import RunStore
+from loop.student import build_student, evaluate, in_child
+
+SMALL = ["student.tiny.hidden_size=32", "student.tiny.num_layers=1", "student.tiny.intermediate_size=64"]
+SMALL += ["student.tiny.vocab_size=128", "student.max_new_tokens=6"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = load_config(overrides=SMALL)
+    items = generate_items(0, {"add.carry": 40, "seq.reverse": 40})
+    return build_student(
+        cfg, tmp_path_factory.mktemp("proc") / "model", [f"{i['instruction']}\n{i['output']}" for i in items]
+    )
+
+
+def test_child_answers_and_ifd_equal_the_inline_ones(model: Path, tmp_path: Path) -> None:
+    items = generate_items(1, {"add.carry": 12, "seq.reverse": 12, "cmp.max": 12}, split="probe")
+    inline_cfg = load_config(overrides=[*SMALL, "student.inference_process=inline"])
+    child_cfg = load_config(overrides=[*SMALL, "student.inference_process=child"])
+    assert not in_child(inline_cfg) and in_child(child_cfg)
+    inline = evaluate(inline_cfg, model, items, "inline", stop=("\n",))
+    child = evaluate(child_cfg, model, items, "child", stop=("\n",))
+    assert [r["prediction"] for r in child] == [r["prediction"] for r in inline]
+    assert [r["id"] for r in child] == [r["id"] for r in items]  # same order, records kept whole
+    a = Runner(inline_cfg, RunStore(tmp_path / "a")).score_ifd(model, items)
+    b = Runner(child_cfg, RunStore(tmp_path / "b")).score_ifd(model, items)
+    assert [s.ifd for s in b] == pytest.approx([s.ifd for s in a], rel=1e-6)
+    assert [s.loss_cond for s in b] == pytest.approx([s.loss_cond for s in a], rel=1e-6)
+
+
+def test_a_failing_child_names_itself_and_shows_its_error(tmp_path: Path) -> None:
+    cfg = load_config(overrides=[*SMALL, "student.inference_process=child"])
+    with pytest.raises(RuntimeError, match=r"(?s)round 3 evaluate: the child process `python -m trainers.inference`.*"):
+        evaluate(cfg, tmp_path / "no_model", generate_items(0, {"cmp.max": 2}), "round 3 evaluate")
