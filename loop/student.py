@@ -133,21 +133,10 @@ def _evaluate_in_child(
     return [{**item, "prediction": a["prediction"]} for item, a in zip(items, answers, strict=True)]
 
 
-def train_student(
-    cfg: RunConfig,
-    start: Path,
-    data: Path,
-    out: Path,
-    tracker: Tracker | None,
-    label: str = "train (DeepSpeed)",
-    len_pool: int | None = None,
-) -> dict[str, float]:
-    """SFT with DeepSpeed in a child process from `start` on `data`, following its progress.
-
-    Training curves go to the tracker under a global step that keeps counting across rounds.
-    """
+def sft_job(cfg: RunConfig, start: Path, data: Path, out: Path) -> SFTJob:
+    """The DeepSpeed SFT job the training phase runs for this config."""
     t = cfg.training
-    job = SFTJob(
+    return SFTJob(
         model_path=str(start),
         data_path=str(data),
         output_dir=str(out),
@@ -171,6 +160,23 @@ def train_student(
         # by task); shuffled batches mix tasks, which trains the tiny student far better.
         group_by_length=t.group_by_length,
     )
+
+
+def train_student(
+    cfg: RunConfig,
+    start: Path,
+    data: Path,
+    out: Path,
+    tracker: Tracker | None,
+    label: str = "train (DeepSpeed)",
+    len_pool: int | None = None,
+) -> dict[str, float]:
+    """SFT with DeepSpeed in a child process from `start` on `data`, following its progress.
+
+    Training curves go to the tracker under a global step that keeps counting across rounds.
+    """
+    t = cfg.training
+    job = sft_job(cfg, start, data, out)
     offset = 0
     if tracker is not None:
         offset = max((int(row.get("train/global_step", 0)) for row in tracker.rows), default=0)
