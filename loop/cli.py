@@ -110,7 +110,10 @@ def detect(
     config: ConfigArg = None,
     overrides: OverridesArg = None,
     model: Annotated[Optional[str], typer.Option(help="an HF model folder to investigate")] = None,  # noqa: UP045
-    run: Annotated[Optional[Path], typer.Option(help="a gaploop run directory: investigate its student")] = None,  # noqa: UP045
+    run: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="a gaploop run directory: investigate its student, with its config unless one is given"),
+    ] = None,
     round: Annotated[Optional[int], typer.Option(help="with --run: that round's student (default: the latest)")] = None,  # noqa: UP045
     iterations: Annotated[int, typer.Option(help="search iterations after the first sweep")] = 3,
     per_node: Annotated[int, typer.Option(help="items per knowledge point and iteration")] = 20,
@@ -132,6 +135,10 @@ def detect(
     nor --run, the embedded tiny student is trained first (CPU). With teacher.kind=llm (a served or hosted
     chat model) the model writes the test cases and reference answers and judges the student's answers
     1-10, over the world's points or over a taxonomy it proposes for --domain (or reads from --taxonomy)."""
+    if run is not None and (config is None or "=" in config) and (run / "config.yaml").is_file():
+        # A run's student is investigated with the run's own config (template, task, points), overrides on top.
+        overrides = [config, *(overrides or [])] if config else overrides
+        config = str(run / "config.yaml")
     cfg = _config(config, overrides)
     _quiet_libraries()
     from loop.detect import DetectError, DetectOptions, run_detect

@@ -19,7 +19,7 @@ from agents.llm.types import ChatRequest
 from agents.tasks.world import generate_items
 from loop import llm_agents
 from loop.cli import app
-from loop.config import load_config
+from loop.config import dump_config, load_config
 from loop.student import build_student
 
 SMALL = ["task.points=[add.carry, seq.reverse, cmp.max, num.parity]", "student.tiny.hidden_size=32"]
@@ -104,6 +104,13 @@ def test_a_runs_student_is_investigated_without_its_training_items(model: Path, 
     assert len(asked) == 64 and not asked & {str(r["instruction"]) for r in pool}
     code, output = _detect("--run", str(run), "--round", "0", "--out", str(tmp_path / "x"))
     assert code == 2 and "no student of that round (there are: round_001)" in output
+    # With the run's own config.yaml and no config given, detect takes the run's (here: two points).
+    run_cfg = load_config(overrides=[*SMALL[1:], "task.points=[cmp.max, seq.reverse]"])
+    (run / "config.yaml").write_text(dump_config(run_cfg))
+    got = CliRunner().invoke(app, ["detect", "tracking.wandb_mode=disabled", "--run", str(run), "--iterations", "0",
+                                   "--per-node", "4", "--out", str(tmp_path / "own")])  # fmt: skip
+    assert got.exit_code == 0, got.output
+    assert {i["knowledge_point"] for i in _rows(tmp_path / "own" / "items.jsonl")} == {"cmp.max", "seq.reverse"}
 
 
 @pytest.mark.parametrize(
