@@ -54,12 +54,23 @@ class StudentConfig(_Node):
     max_length: int = Field(128, ge=8, description="tokens per training example (prompt + answer)")
     max_new_tokens: int = Field(16, ge=1, description="generation budget at evaluation")
     inference_backend: Literal["auto", "transformers", "vllm"] = "auto"
+    vllm_engine: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="with inference_backend vllm: engine arguments (gpu_memory_utilization, max_model_len, "
+        "tensor_parallel_size, ...)",
+    )
     inference_process: Literal["auto", "inline", "child"] = Field(
         "auto",
         description="where the student answers and IFD scoring run: child (a process of their own, so accelerator "
         "memory is handed back before training), inline (in the orchestrator: no model reload), auto (child on CUDA)",
     )
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:i]'")
+
+    @model_validator(mode="after")
+    def _engine_needs_vllm(self) -> StudentConfig:
+        if self.vllm_engine and self.inference_backend != "vllm":
+            raise ValueError("vllm_engine applies to inference_backend vllm; set student.inference_backend=vllm")
+        return self
 
 
 class LLMConfig(_Node):
@@ -294,6 +305,9 @@ class TrainingConfig(_Node):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     group_by_length: bool = Field(False, description="batch rows of similar length (less padding, less mixing)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: far less activation memory, ~1/3 more compute"
+    )
     zero_stage: Literal[0, 1, 2, 3] = 0
     deepspeed_config: str | None = Field(
         None,

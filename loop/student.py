@@ -89,7 +89,7 @@ def evaluate(
         return _evaluate_in_child(cfg, model_dir, items, label, stop)
     device = resolve_device(cfg.student.device)
     with (
-        make_generator(model_dir, backend=cfg.student.inference_backend, device=device) as gen,
+        make_generator(model_dir, backend=cfg.student.inference_backend, device=device, **_engine(cfg)) as gen,
         progress_bar() as bar,
     ):
         task = bar.add_task(label, total=len(items), info="")
@@ -101,6 +101,11 @@ def evaluate(
             stop=stop,
             progress=lambda n: bar.advance(task, n),
         )
+
+
+def _engine(cfg: RunConfig) -> dict[str, object]:
+    """vLLM engine arguments of the student, where vLLM is asked for by name (transformers takes none)."""
+    return dict(cfg.student.vllm_engine) if cfg.student.inference_backend == "vllm" else {}
 
 
 def _evaluate_in_child(
@@ -120,6 +125,7 @@ def _evaluate_in_child(
             "template": cfg.student.template,
             "max_new_tokens": cfg.student.max_new_tokens,
             "stop": list(stop),
+            "engine": _engine(cfg),
         }
         (Path(tmp) / "job.json").write_text(json.dumps(job))
 
@@ -159,6 +165,7 @@ def sft_job(cfg: RunConfig, start: Path, data: Path, out: Path) -> SFTJob:
         # Length-grouped batches would be nearly one task type each on the task world (lengths differ
         # by task); shuffled batches mix tasks, which trains the tiny student far better.
         group_by_length=t.group_by_length,
+        gradient_checkpointing=t.gradient_checkpointing,
     )
 
 

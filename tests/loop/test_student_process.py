@@ -45,3 +45,14 @@ def test_a_failing_child_names_itself_and_shows_its_error(tmp_path: Path) -> Non
     cfg = load_config(overrides=[*SMALL, "student.inference_process=child"])
     with pytest.raises(RuntimeError, match=r"(?s)round 3 evaluate: the child process `python -m trainers.inference`.*"):
         evaluate(cfg, tmp_path / "no_model", generate_items(0, {"cmp.max": 2}), "round 3 evaluate")
+
+
+def test_vllm_engine_arguments_reach_the_job_only_for_vllm() -> None:
+    from loop.config import ConfigError
+    from loop.student import _engine
+
+    cfg = load_config(overrides=["student.inference_backend=vllm", "student.vllm_engine={gpu_memory_utilization: 0.5}"])
+    assert _engine(cfg) == {"gpu_memory_utilization": 0.5}
+    assert _engine(load_config()) == {}
+    with pytest.raises(ConfigError, match="vllm_engine applies to inference_backend vllm"):
+        load_config(overrides=["student.vllm_engine={max_model_len: 512}"])
