@@ -295,7 +295,7 @@ def build_report(
                 "failure_rate": 1 - s.accuracy,
                 "ci_low": 1 - s.ci_high,
                 "ci_high": 1 - s.ci_low,
-                "trajectory": [_rate([g for g in mine if g["iteration"] == it]) for it in iterations],
+                "trajectory": {str(it): _rate([g for g in mine if g["iteration"] == it]) for it in iterations},
                 "sweep_failure_rate": _rate([g for g in mine if g["iteration"] == 0]),
                 "mean_score": sum(scores) / len(scores) if scores else None,
                 "by_level": {

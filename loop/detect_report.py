@@ -62,7 +62,8 @@ def _trajectory(report: Report, path: Path) -> Path:
     its = [row["iteration"] for row in report["iterations"]]  # type: ignore[union-attr]
     ax.plot(its, [row["failure_rate"] for row in report["iterations"]], "k-o", lw=2, label="all points")  # type: ignore[union-attr]
     for p in report["points"][:5]:  # type: ignore[index]
-        ax.plot(range(len(p["trajectory"])), p["trajectory"], "--", marker=".", label=p["point"])
+        xs = sorted(int(it) for it in p["trajectory"])  # the iterations that asked the point
+        ax.plot(xs, [p["trajectory"][str(x)] for x in xs], "--", marker=".", label=p["point"])
     ax.set_ylim(0, 1.02)
     ax.set_xticks(its)
     ax.set_xlabel("search iteration")

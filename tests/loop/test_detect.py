@@ -64,6 +64,9 @@ def test_detect_writes_a_report_that_agrees_with_its_items(model: Path, tmp_path
         assert p["ci_low"] <= p["failure_rate"] <= p["ci_high"]
         first = [i for i in mine if i["iteration"] == 0]
         assert p["sweep_failure_rate"] == sum(not i["correct"] for i in first) / len(first)
+        for it, rate in p["trajectory"].items():
+            asked = [i for i in mine if i["iteration"] == int(it)]
+            assert rate == sum(not i["correct"] for i in asked) / len(asked)
     rates = [p["failure_rate"] for p in report["points"]]
     assert rates == sorted(rates, reverse=True)  # weakest first
     for weak in report["weakest"]:
