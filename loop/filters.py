@@ -40,7 +40,10 @@ def apply_ifd(
     for i, (item, s) in enumerate(zip(items, scores, strict=True)):
         scored = {**item, "ifd": s.ifd, "loss_cond": s.loss_cond, "loss_alone": s.loss_alone}
         if i in selection.dropped:
-            dropped.append({**scored, "kept": False, "drop_reason": f"ifd: {selection.dropped[i]}"})
+            why = selection.dropped[i]
+            if s.ifd is None and s.reason:  # e.g. the answer truncated away: raise student.max_length
+                why = f"{why} ({s.reason})"
+            dropped.append({**scored, "kept": False, "drop_reason": f"ifd: {why}"})
         else:
             kept.append({**scored, "kept": True, "drop_reason": None})
     return kept, dropped

@@ -29,7 +29,7 @@ def test_ifd_filter_keeps_below_threshold_and_records_scores() -> None:
     ]
     kept, dropped = apply_ifd(items, scores, threshold=1.0, top_share=1.0)
     assert [k["id"] for k in kept] == ["0", "3"] and kept[0]["ifd"] == 0.5
-    assert {d["id"]: d["drop_reason"] for d in dropped} == {"1": "ifd: ifd>=1", "2": "ifd: no score"}
+    assert {d["id"]: d["drop_reason"] for d in dropped} == {"1": "ifd: ifd>=1", "2": "ifd: no score (empty output)"}
     kept, _ = apply_ifd(items, scores, threshold=1.0, top_share=0.5)
     assert [k["id"] for k in kept] == ["3"]
 
