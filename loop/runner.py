@@ -390,7 +390,8 @@ class Runner:
         if in_child(self.cfg):
             with tempfile.TemporaryDirectory(prefix="gaploop-ifd-") as tmp:
                 data, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
-                write_jsonl(data, [{"instruction": i["instruction"], "output": i["output"]} for i in items])
+                fields = ("instruction", "input", "output")
+                write_jsonl(data, [{f: i[f] for f in fields if f in i} for i in items])
                 args = ["--model", str(model_dir), "--data", str(data), "--out", str(out), "--template", s.template]
                 args += ["--max-length", str(s.max_length), "--batch-size", str(self.cfg.ifd.batch_size)]
                 args += ["--device", resolve_device(s.device)]

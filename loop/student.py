@@ -53,32 +53,35 @@ def in_child(cfg: RunConfig) -> bool:
     return mode == "child" or (mode == "auto" and torch.cuda.is_available())
 
 
-def run_child(module: str, args: list[str], label: str, on_line: Callable[[str], None] | None = None) -> str:
-    """`python -m module args` with this package importable; stderr lines go to `on_line`; returns stdout.
+def run_child(module: str, args: list[str], label: str, on_line: Callable[[str], None] | None = None) -> None:
+    """`python -m module args` with this package importable; each output line goes to `on_line`.
 
-    A failure raises with the child's stderr tail; an interrupt kills the child first.
+    stdout and stderr are one pipe (vLLM logs to stdout, tracebacks go to stderr), read as it comes, so a
+    chatty child never blocks on a full pipe. A failure raises with the output's tail; an interrupt kills
+    the child first.
     """
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     tail: list[str] = []
     try:
-        assert proc.stderr is not None and proc.stdout is not None
-        for line in proc.stderr:
-            tail = [*tail[-40:], line.rstrip()]
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail = [*tail[-39:], line.rstrip()]
             if on_line is not None:
                 on_line(line)
-        out = proc.stdout.read()
         code = proc.wait()
     except BaseException:
         proc.kill()
         proc.wait()
         raise
     if code != 0:
-        raise RuntimeError(f"{label}: the child process `python -m {module}` failed (exit {code}):\n" + "\n".join(tail))
-    return out
+        raise RuntimeError(
+            f"{label}: the child process `python -m {module} {' '.join(args)}` failed (exit {code}); "
+            "the end of its output:\n" + "\n".join(tail)
+        )
 
 
 def evaluate(

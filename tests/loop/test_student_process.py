@@ -28,6 +28,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_child_answers_and_ifd_equal_the_inline_ones(model: Path, tmp_path: Path) -> None:
     items = generate_items(1, {"add.carry": 12, "seq.reverse": 12, "cmp.max": 12}, split="probe")
+    items[0] = {**items[0], "input": "context"}  # an input field reaches the child too
     inline_cfg = load_config(overrides=[*SMALL, "student.inference_process=inline"])
     child_cfg = load_config(overrides=[*SMALL, "student.inference_process=child"])
     assert not in_child(inline_cfg) and in_child(child_cfg)
@@ -43,8 +44,16 @@ def test_child_answers_and_ifd_equal_the_inline_ones(model: Path, tmp_path: Path
 
 def test_a_failing_child_names_itself_and_shows_its_error(tmp_path: Path) -> None:
     cfg = load_config(overrides=[*SMALL, "student.inference_process=child"])
-    with pytest.raises(RuntimeError, match=r"(?s)round 3 evaluate: the child process `python -m trainers.inference`.*"):
-        evaluate(cfg, tmp_path / "no_model", generate_items(0, {"cmp.max": 2}), "round 3 evaluate")
+    missing = tmp_path / "no_model"
+    with pytest.raises(RuntimeError) as err:
+        evaluate(cfg, missing, generate_items(0, {"cmp.max": 2}), "round 3 evaluate")
+    # The phase, the command, and the child's own error from the end of its output.
+    assert str(err.value).startswith("round 3 evaluate: the child process `python -m trainers.inference ")
+    assert f"FileNotFoundError: cannot load a model from {missing}" in str(err.value)
+    with pytest.raises(RuntimeError) as err:
+        Runner(cfg, RunStore(tmp_path / "run")).score_ifd(missing, [{"instruction": "1+1", "output": "2"}])
+    assert str(err.value).startswith("IFD scoring: the child process `python -m trainers.ifd --model ")
+    assert f"FileNotFoundError: cannot load a model from {missing}" in str(err.value)
 
 
 def test_vllm_engine_arguments_reach_the_job_only_for_vllm() -> None:
