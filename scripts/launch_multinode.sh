@@ -67,6 +67,7 @@ if [ -n "$teacher_gpus" ] && [ -n "$student_gpus" ]; then
     done
 fi
 [ -n "$teacher_url" ] || [ -n "$teacher_gpus" ] || die "give --teacher-gpus (to start the teacher) or --teacher-url"
+[ -z "$teacher_url" ] || [ -z "$teacher_gpus" ] || die "give --teacher-gpus or --teacher-url, not both"
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-$repo/.venv/bin/python}"
@@ -76,7 +77,8 @@ server=()
 if [ -z "$teacher_url" ]; then
     tp=$(awk -F, '{print NF}' <<<"$teacher_gpus")
     # shellcheck disable=SC2206  # --teacher-args is meant to split into words
-    server=(env "CUDA_VISIBLE_DEVICES=$teacher_gpus" "$python" -m vllm.entrypoints.openai.api_server
+    # setsid: the server and the workers it spawns form one process group, stopped together on exit.
+    server=(setsid env "CUDA_VISIBLE_DEVICES=$teacher_gpus" "$python" -m vllm.entrypoints.openai.api_server
         --model "$teacher_model" --served-model-name "$teacher_model" --port "$teacher_port"
         --tensor-parallel-size "$tp" $teacher_args)
     teacher_url="http://127.0.0.1:$teacher_port/v1"  # the agents run in the orchestrator, on this node
@@ -96,13 +98,26 @@ if [ "$dry_run" = 1 ]; then
     exit 0
 fi
 
+[ -x "$gaploop" ] || die "$gaploop not found: install the project (scripts/bootstrap.sh) or set GAPLOOP"
+command -v curl > /dev/null || die "curl is needed to wait for the teacher's server"
+if [ ${#server[@]} -gt 0 ]; then
+    "$python" -c "import vllm" 2> /dev/null || die "$python cannot import vllm: install it (scripts/bootstrap.sh on a GPU node) or set PYTHON"
+fi
+
 teacher_pid=""
 cleanup() {
-    if [ -n "$teacher_pid" ] && kill -0 "$teacher_pid" 2>/dev/null; then
-        echo "launch_multinode: stopping the teacher (pid $teacher_pid)" >&2
-        kill "$teacher_pid" 2>/dev/null || true
-        wait "$teacher_pid" 2>/dev/null || true
+    [ -n "$teacher_pid" ] || return 0
+    # The whole group: a server that crashed can leave workers holding GPU memory.
+    if kill -0 -- "-$teacher_pid" 2>/dev/null; then
+        echo "launch_multinode: stopping the teacher (process group $teacher_pid)" >&2
+        kill -TERM -- "-$teacher_pid" 2>/dev/null || true
+        for _ in $(seq 30); do  # vLLM shuts its workers down on SIGTERM; give it 30 s, then kill
+            kill -0 -- "-$teacher_pid" 2>/dev/null || break
+            sleep 1
+        done
+        kill -KILL -- "-$teacher_pid" 2>/dev/null || true
     fi
+    wait "$teacher_pid" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -115,7 +130,7 @@ if [ ${#server[@]} -gt 0 ]; then
 fi
 
 deadline=$((SECONDS + wait_s))
-until curl -sf "$teacher_url/models" > /dev/null; do
+until curl -sf --max-time 10 "$teacher_url/models" > /dev/null; do
     if [ -n "$teacher_pid" ] && ! kill -0 "$teacher_pid" 2>/dev/null; then
         echo "launch_multinode: the teacher's server exited; the end of its log:" >&2
         tail -n 30 "$log_dir/teacher.log" >&2 || true
@@ -125,7 +140,7 @@ until curl -sf "$teacher_url/models" > /dev/null; do
         echo "launch_multinode: the teacher did not answer at $teacher_url/models within ${wait_s}s" >&2
         exit 1
     fi
-    sleep 5
+    sleep 2
 done
 echo "launch_multinode: the teacher answers at $teacher_url" >&2
 

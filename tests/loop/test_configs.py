@@ -4,7 +4,9 @@ commands it would run and refuses bad arguments. The GPU recipes cannot run here
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +80,7 @@ def test_the_launch_scripts_dry_run_prints_what_it_would_run(tmp_path: Path) -> 
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
     teacher, wait, run = got.stdout.splitlines()
-    assert teacher.startswith("teacher: env CUDA_VISIBLE_DEVICES=4,5,6,7 ")
+    assert teacher.startswith("teacher: setsid env CUDA_VISIBLE_DEVICES=4,5,6,7 ")
     assert "-m vllm.entrypoints.openai.api_server --model Qwen/Qwen2.5-72B-Instruct" in teacher
     assert "--tensor-parallel-size 4" in teacher
     assert wait == "wait:    until http://127.0.0.1:8000/v1/models answers (at most 1800s)"
@@ -109,9 +111,118 @@ def test_the_launch_scripts_dry_run_prints_what_it_would_run(tmp_path: Path) -> 
         (["--config", "configs/demo.yaml", "--teacher-model", "m", "--teacher-gpus", "0,1", "--student-gpus", "1"],
          "GPU 1 is in both"),
         (["--config", "configs/demo.yaml", "--teacher-model", "m", "--teacher-gpus", "a"], "comma-separated"),
+        (["--config", "configs/demo.yaml", "--teacher-model", "m", "--teacher-gpus", "0", "--teacher-url", "http://h/v1"],
+         "not both"),
         (["--bogus"], "unknown argument '--bogus'"),
     ],
 )  # fmt: skip
 def test_the_launch_script_refuses_bad_arguments(args: list[str], message: str) -> None:
     got = _launch(*args)
     assert got.returncode == 2 and message in got.stderr, got.stderr
+
+
+# A stand-in for the teacher's vLLM server (the script runs `$PYTHON -m vllm.entrypoints.openai.api_server ...`)
+# and for gaploop, so the real script's start, wait, run and stop are exercised without a GPU.
+FAKE_SERVER = """#!{python}
+import http.server, json, os, subprocess, sys, time
+if sys.argv[1] == "-c":  # the script's `import vllm` check
+    sys.exit(0)
+args = sys.argv[sys.argv.index("--model"):]
+open(os.environ["FAKE_DIR"] + "/server.pid", "w").write(str(os.getpid()))
+worker = subprocess.Popen(["sleep", "600"])  # vLLM's server spawns workers; they must be stopped too
+info = {{"args": args, "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "worker": worker.pid}}
+json.dump(info, open(os.environ["FAKE_DIR"] + "/server.json", "w"))
+mode = os.environ["FAKE_MODE"]
+if mode == "crash":
+    sys.exit("boom: CUDA out of memory while loading the weights")
+if mode == "hang":
+    time.sleep(600)
+
+
+class Models(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({{"data": [{{"id": args[1]}}]}}).encode()
+        self.send_response(200 if self.path == "/v1/models" else 404)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+http.server.HTTPServer(("127.0.0.1", int(args[args.index("--port") + 1])), Models).serve_forever()
+"""
+FAKE_GAPLOOP = """#!{python}
+import json, os, sys, urllib.request
+served = json.load(urllib.request.urlopen(sys.argv[3].split("=", 1)[1] + "/models"))  # the teacher answers
+json.dump({{"argv": sys.argv[1:], "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "served": served}},
+          open(os.environ["FAKE_DIR"] + "/run.json", "w"))
+sys.exit(int(os.environ.get("FAKE_RUN_EXIT", "0")))
+"""
+
+
+def _gone(pid: int) -> bool:
+    for _ in range(50):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _fake_launch(tmp_path: Path, mode: str, *extra: str, run_exit: int = 0) -> subprocess.CompletedProcess[str]:
+    import json
+    import socket
+    import sys
+
+    for name, text in (("python", FAKE_SERVER), ("gaploop", FAKE_GAPLOOP)):
+        (tmp_path / name).write_text(text.format(python=sys.executable))
+        (tmp_path / name).chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHON": str(tmp_path / "python"),
+        "GAPLOOP": str(tmp_path / "gaploop"),
+        "FAKE_DIR": str(tmp_path),
+        "FAKE_MODE": mode,
+        "FAKE_RUN_EXIT": str(run_exit),
+    }
+    args = ["--config", "configs/demo.yaml", "--teacher-model", "org/teacher", "--teacher-gpus", "2,3"]
+    args += ["--student-gpus", "0,1", "--teacher-port", str(port), "--log-dir", str(tmp_path / "logs"), *extra]
+    got = subprocess.run(
+        ["bash", str(REPO / "scripts" / "launch_multinode.sh"), *args],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
+    )  # fmt: skip
+    got.server = json.loads((tmp_path / "server.json").read_text())  # type: ignore[attr-defined]
+    # The teacher and its workers are stopped whatever happened (the worker is reaped by init, or a zombie).
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "server.pid").read_text()), 0)
+    assert _gone(got.server["worker"]), "the teacher's worker process outlived the script"  # type: ignore[attr-defined]
+    return got
+
+
+def test_the_launch_script_serves_the_teacher_waits_runs_and_stops_it(tmp_path: Path) -> None:
+    import json
+
+    got = _fake_launch(tmp_path, "serve", "--", "seed=3")
+    assert got.returncode == 0, got.stderr
+    assert got.server["gpus"] == "2,3" and "--tensor-parallel-size" in got.server["args"]  # type: ignore[attr-defined]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["gpus"] == "0,1" and run["served"] == {"data": [{"id": "org/teacher"}]}
+    assert run["argv"][:2] == ["run", "configs/demo.yaml"] and run["argv"][-1] == "seed=3"
+    assert "training.launcher=deepspeed" in run["argv"] and "teacher.llm.model=org/teacher" in run["argv"]
+    assert "stopping the teacher" in got.stderr
+    # The run's own exit status is the script's.
+    assert _fake_launch(tmp_path, "serve", run_exit=3).returncode == 3
+
+
+def test_the_launch_script_reports_a_teacher_that_dies_or_never_answers(tmp_path: Path) -> None:
+    got = _fake_launch(tmp_path, "crash")
+    assert got.returncode == 1 and "the teacher's server exited" in got.stderr
+    assert "boom: CUDA out of memory" in got.stderr  # the end of its log
+    assert not (tmp_path / "run.json").exists()
+    got = _fake_launch(tmp_path, "hang", "--wait", "1")
+    assert got.returncode == 1 and "did not answer at http://127.0.0.1:" in got.stderr and "within 1s" in got.stderr
+    assert not (tmp_path / "run.json").exists()
