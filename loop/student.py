@@ -129,6 +129,7 @@ def _evaluate_in_child(
             "max_new_tokens": cfg.student.max_new_tokens,
             "stop": list(stop),
             "engine": _engine(cfg),
+            "rows_per_call": 128,  # answer_items' chunk: the generator sees the same calls as inline (vLLM needs many)
         }
         (Path(tmp) / "job.json").write_text(json.dumps(job))
 
@@ -145,10 +146,12 @@ def _evaluate_in_child(
 def sft_job(cfg: RunConfig, start: Path, data: Path, out: Path) -> SFTJob:
     """The DeepSpeed SFT job the training phase runs for this config."""
     t = cfg.training
+    # Absolute paths: the trainer runs from the package root (and, over a hostfile, on other nodes), not
+    # from where the run was started; a hub name stays a name.
     return SFTJob(
-        model_path=str(start),
-        data_path=str(data),
-        output_dir=str(out),
+        model_path=str(start.resolve()) if start.exists() else str(start),
+        data_path=str(data.resolve()),
+        output_dir=str(out.resolve()),
         template=cfg.student.template,
         max_length=cfg.student.max_length,
         epochs=t.epochs,

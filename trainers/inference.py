@@ -347,6 +347,9 @@ class InferenceJob:
     # torch CPU threads for this process; on a CPU shared with other jobs, 1 ran 7-15x faster than 2.
     threads: int | None = None
     engine: dict[str, object] = field(default_factory=dict)  # extra keyword arguments for the generator
+    # Rows per generate call (the progress step; batch_size when unset). vLLM schedules a call's rows itself,
+    # so small calls starve it; transformers splits each call into batch_size batches, longest first.
+    rows_per_call: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], source: str = "job") -> InferenceJob:
@@ -361,8 +364,8 @@ class InferenceJob:
         job = cls(**data)  # type: ignore[arg-type]
         if job.template not in TEMPLATES:
             raise ValueError(f"{source}: unknown template {job.template!r}; allowed: {', '.join(TEMPLATES)}")
-        if job.batch_size < 1 or job.max_new_tokens < 1:
-            raise ValueError(f"{source}: batch_size and max_new_tokens must be at least 1")
+        if job.batch_size < 1 or job.max_new_tokens < 1 or (job.rows_per_call or 1) < 1:
+            raise ValueError(f"{source}: batch_size, max_new_tokens and rows_per_call must be at least 1")
         return job
 
 
@@ -387,9 +390,10 @@ def run_job(job: InferenceJob) -> dict[str, object]:
         prompts = format_rows(rows, job.template, generator.tokenizer)
         predictions: list[str] = []
         t1 = time.perf_counter()
-        n_batches = (len(prompts) + job.batch_size - 1) // job.batch_size
+        step = job.rows_per_call or job.batch_size
+        n_batches = (len(prompts) + step - 1) // step
         for b in range(n_batches):
-            chunk = prompts[b * job.batch_size : (b + 1) * job.batch_size]
+            chunk = prompts[b * step : (b + 1) * step]
             predictions += generator.generate(chunk, max_new_tokens=job.max_new_tokens, stop=job.stop)
             elapsed = time.perf_counter() - t1
             print(

@@ -65,3 +65,18 @@ def test_vllm_engine_arguments_reach_the_job_only_for_vllm() -> None:
     assert _engine(load_config()) == {}
     with pytest.raises(ConfigError, match="vllm_engine applies to inference_backend vllm"):
         load_config(overrides=["student.vllm_engine={max_model_len: 512}"])
+
+
+def test_the_training_job_names_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loop.student import sft_job
+
+    # The trainer runs from the package root (and over a hostfile on other nodes), not from here.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "base").mkdir(parents=True)
+    cfg = load_config(overrides=SMALL)
+    job = sft_job(cfg, Path("runs/base"), Path("runs/train.jsonl"), Path("runs/round_000/model"))
+    assert job.model_path == str(tmp_path / "runs" / "base")
+    assert job.data_path == str(tmp_path / "runs" / "train.jsonl")
+    assert job.output_dir == str(tmp_path / "runs" / "round_000" / "model")
+    hub = sft_job(cfg, Path("meta-llama/Llama-3.2-1B-Instruct"), Path("t.jsonl"), Path("o"))
+    assert hub.model_path == "meta-llama/Llama-3.2-1B-Instruct"  # not a folder here: a hub name
