@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from loop.config import CONFIG_DIR, load_config
+from loop.config import CONFIG_DIR, config_from_dict, dump_config, load_config
 from loop.student import sft_job
 from trainers.sft import build_ds_config
 
@@ -33,6 +34,9 @@ def test_config_loads_and_deepspeed_accepts_its_training_json(name: str, monkeyp
     from deepspeed.runtime import config as ds_config
 
     cfg = load_config(CONFIG_DIR / f"{name}.yaml")
+    # Resolved as the run directory stores it (config.yaml), it loads back the same, from any directory.
+    monkeypatch.chdir(REPO.parent)
+    assert config_from_dict(yaml.safe_load(dump_config(cfg)), f"{name} resolved") == cfg
     hidden = cfg.student.tiny.hidden_size if cfg.student.model == "tiny" else HIDDEN[cfg.student.model]
     world = WORLD.get(name, 1)
     job = sft_job(cfg, Path("base"), Path("train.jsonl"), Path("out"))
