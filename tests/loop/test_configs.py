@@ -98,6 +98,11 @@ def test_the_launch_scripts_dry_run_prints_what_it_would_run(tmp_path: Path) -> 
         "seed=3",
     ):
         assert part in run, run
+    # The overrides it passes are valid fields of the config it runs.
+    words = run.split()
+    cfg = load_config(REPO / words[words.index("run") + 1], words[words.index("run") + 2 :])
+    assert cfg.training.launcher == "deepspeed" and cfg.training.hostfile == str(hostfile) and cfg.seed == 3
+    assert cfg.teacher.llm.base_url == "http://127.0.0.1:8000/v1"
     # A server already running: nothing is started.
     got = _launch(
         "--config", "configs/demo.yaml", "--teacher-model", "m", "--teacher-url", "http://h:9/v1", "--dry-run"
