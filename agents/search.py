@@ -5,9 +5,12 @@ AutoDetect asks a model, per test point, for a new prompt "aimed at a lower scor
 their scores, until 15 items. Over the world the same search needs no model: a point's items fall into
 cells (difficulty level x facet), and each new item is drawn from the cell a Beta posterior over its
 failure rate says is most likely the worst (Thompson sampling; a cell never tried starts at Beta(1, 1),
-so untried levels and facets get explored, and a cell that keeps failing keeps being asked). Every point
-gets the same number of items per iteration, as AutoDetect runs every point to the same count, so failure
-rates stay comparable across points; the search only decides *where inside* a point to ask.
+and a cell that keeps failing keeps being asked). A level of a point never asked yet first gets one item
+of any facet: many facets belong to one level only (an answer's length), so crossing the facets seen so
+far with the levels would never reach it, and a point failing everything at its task level would
+otherwise rarely be tried one level down. Every point gets the same number of items per iteration, as
+AutoDetect runs every point to the same count, so failure rates stay comparable across points; the search
+only decides *where inside* a point to ask.
 """
 
 from __future__ import annotations
@@ -81,9 +84,17 @@ class WorldSearch:
         items: list[Record] = []
         for point in self.points:
             known = {(c.difficulty, c.facet): c for c in stats if c.point == point}
+            made = 0
+            for level in self.levels:
+                if made < self.per_node and not any(lv == level for lv, _ in known):
+                    item = self._draw(
+                        rng, point, level, None, iteration, f"iteration {iteration}: level {level} not tried yet"
+                    )
+                    if item is not None:
+                        items.append(item)
+                        made += 1
             facets = sorted({f for _, f in known}) or [None]
             candidates: list[tuple[int, str | None]] = [(lv, f) for lv in self.levels for f in facets]
-            made = 0
             for _ in range(self.per_node * 4):  # a cell that yields no new question gives its turn back
                 if made == self.per_node:
                     break
@@ -103,12 +114,7 @@ class WorldSearch:
 
     def cells(self, graded: Sequence[Record]) -> list[CellStats]:
         """Asked and failed counts per (point, level, facet) of the graded items."""
-        counts: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
-        for r in graded:
-            key = (str(r["knowledge_point"]), int(r["difficulty"]), str(r["facet"]))  # type: ignore[call-overload]
-            counts[key][0] += 1
-            counts[key][1] += not r["correct"]
-        return [CellStats(p, d, f, n, k) for (p, d, f), (n, k) in sorted(counts.items())]
+        return cell_stats(graded)
 
     def _draw(
         self, rng: random.Random, point: str, level: int, facet: str | None, iteration: int, why: str
@@ -136,6 +142,18 @@ class WorldSearch:
             }
         self._impossible.add((point, level, str(facet)))
         return None
+
+
+def cell_stats(graded: Sequence[Record]) -> list[CellStats]:
+    """Asked and failed counts per (point, level, facet) of graded world items (those with a level)."""
+    counts: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for r in graded:
+        if r.get("difficulty") is None:
+            continue
+        key = (str(r["knowledge_point"]), int(r["difficulty"]), str(r["facet"]))  # type: ignore[call-overload]
+        counts[key][0] += 1
+        counts[key][1] += not r["correct"]
+    return [CellStats(p, d, f, n, k) for (p, d, f), (n, k) in sorted(counts.items())]
 
 
 def _posterior_draw(rng: random.Random, cell: CellStats | None) -> float:

@@ -75,3 +75,29 @@ def test_bad_arguments_are_named() -> None:
         WorldSearch(POINTS, seed=0, per_node=0)
     with pytest.raises(ValueError, match="hold the start difficulty 2"):
         WorldSearch(POINTS, seed=0, levels=(1, 3))
+
+
+def test_a_rare_failing_facet_draws_the_points_share() -> None:
+    # About 1 in 9 seq.reverse items at level 2 has a repeated letter; the student fails only those.
+    search = WorldSearch(["seq.reverse"], seed=0, per_node=20)
+    fails = lambda i: i["facet"] == "has a repeated letter"  # noqa: E731
+    graded = _grade(search.initial(), fails)
+    assert sum(map(fails, graded)) <= 6
+    for it in range(1, 4):
+        batch = search.next_items(graded, it)
+        graded += _grade(batch, fails)
+    assert sum(map(fails, batch)) >= 15, Counter(i["facet"] for i in batch)
+
+
+def test_every_level_is_tried_even_when_the_facets_belong_to_one_level() -> None:
+    # num.next's facet is the answer's length, which fixes the level: crossing facets seen at level 2 with the
+    # other levels finds no item, so levels 1 and 3 must be probed on their own, even when level 2 fails always.
+    search = WorldSearch(["num.next", "mul.by10"], seed=0, per_node=20)
+    graded = _grade(search.initial(), lambda i: True)
+    batch = search.next_items(graded, 1)
+    for point in ("num.next", "mul.by10"):
+        levels = Counter(i["difficulty"] for i in batch if i["knowledge_point"] == point)
+        assert levels[1] >= 1 and levels[3] >= 1 and sum(levels.values()) == 20, (point, levels)
+    assert any(i["why"] == "iteration 1: level 1 not tried yet" for i in batch)
+    graded += _grade(batch, lambda i: True)
+    assert not any("not tried yet" in i["why"] and "level" in i["why"] for i in search.next_items(graded, 2))
