@@ -30,7 +30,7 @@ from agents.llm.examiner import load_taxonomy, propose_taxonomy
 from agents.llm.questioner import LLMQuestioner
 from agents.llm.teacher import LLMTeacher
 from agents.roles import WeaknessProfile
-from agents.search import WorldSearch
+from agents.search import WorldSearch, cell_stats
 from loop.config import RunConfig
 from loop.console import console
 from loop.llm_agents import make_client, make_teacher
@@ -121,6 +121,9 @@ def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
         tracker.log_table("detect/points", [_point_row(p) for p in report["points"]])
         tracker.log_table("detect/worst", [ex for p in report["weakest"] for ex in p["examples"]])
         tracker.log_images({f"detect/{path.stem}": path for path in plots})
+        tracker.log_histogram("detect/point_failure_rate", [p["failure_rate"] for p in report["points"]])
+        tracker.log_histogram("detect/cell_failure_rate", [c["failure_rate"] for c in report["cells"]])
+        tracker.log_histogram("detect/judge_score", [float(g["score"]) for g in graded if g.get("score") is not None])
         tracker.summary({"detect/failure_rate": report["overall"]["failure_rate"], "detect/items": len(graded)})
     finally:
         tracker.finish()
@@ -332,6 +335,11 @@ def build_report(
         "iterations": [{"iteration": it, **_counts([g for g in graded if g["iteration"] == it])} for it in iterations],
         "skills": {k: {"items": len(v), "failure_rate": 1 - sum(v) / len(v)} for k, v in sorted(by_category.items())},
         "points": points,
+        # Every (point, level, facet) cell the search asked (world items only), worst first.
+        "cells": sorted(
+            ({**asdict(c), "failure_rate": c.failure_rate} for c in cell_stats(graded)),
+            key=lambda c: (-c["failure_rate"], -c["asked"], c["point"], c["difficulty"], c["facet"]),
+        ),
         "facet_splits": refinements,
         "weakest": weakest,
         "error_types": dict(Counter(str(g["error_type"]) for g in graded if not g["correct"]).most_common()),

@@ -18,13 +18,16 @@ Report = dict[str, object]
 
 
 def write_plots(report: Report, out: Path) -> list[Path]:
-    """failure_by_point, search_trajectory, failure_by_level, error_types (PNG) in `out`."""
+    """failure_by_point, search_trajectory, failure_by_level and failure_by_cell (world), judge_scores (LLM),
+    error_types (PNG) in `out`."""
     paths = [
         _failure_by_point(report, out / "failure_by_point.png"),
         _trajectory(report, out / "search_trajectory.png"),
     ]
     if any(p["by_level"] for p in report["points"]):  # type: ignore[union-attr]
         paths.append(_by_level(report, out / "failure_by_level.png"))
+    if any(c["asked"] >= MIN_CELL_ITEMS for c in report["cells"]):  # type: ignore[union-attr]
+        paths.append(_cell_distribution(report, out / "failure_by_cell.png"))
     if report["scores"]:
         paths.append(_scores(report, out / "judge_scores.png"))
     if report["error_types"]:
@@ -86,6 +89,31 @@ def _by_level(report: Report, path: Path) -> Path:
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("failure rate")
     ax.set_title("Failure rate by difficulty level (no bar: the search asked none at that level)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+MIN_CELL_ITEMS = 3  # a cell with fewer items has a failure rate too coarse to place in a histogram
+
+
+def _cell_distribution(report: Report, path: Path) -> Path:
+    """How the failures spread over the cells: mass at 0 and 1 means the level and facet decide the outcome."""
+    cells = [c for c in report["cells"] if c["asked"] >= MIN_CELL_ITEMS]  # type: ignore[union-attr]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = [i / 10 for i in range(11)]
+    ax.hist([c["failure_rate"] for c in cells], bins=bins, color="tab:purple", edgecolor="white", label="cells")
+    ax.hist(
+        [c["failure_rate"] for c in cells],
+        bins=bins,
+        weights=[c["asked"] for c in cells],
+        histtype="step",
+        color="k",
+        label="items in them",
+    )
+    ax.set_yscale("log")
+    ax.set_xlabel("failure rate of the cell")
+    ax.set_ylabel("count (log)")
+    ax.set_title(f"Failure rates of the search's cells (point x level x facet, >= {MIN_CELL_ITEMS} items)", fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, path)
 

@@ -21,6 +21,7 @@ from loop import llm_agents
 from loop.cli import app
 from loop.config import dump_config, load_config
 from loop.student import build_student
+from loop.tracking import find_wandb_files, read_wandb_file
 
 SMALL = ["task.points=[add.carry, seq.reverse, cmp.max, num.parity]", "student.tiny.hidden_size=32"]
 SMALL += ["student.tiny.num_layers=1", "student.tiny.intermediate_size=64", "student.tiny.vocab_size=128"]
@@ -69,6 +70,14 @@ def test_detect_writes_a_report_that_agrees_with_its_items(model: Path, tmp_path
             assert rate == sum(not i["correct"] for i in asked) / len(asked)
     rates = [p["failure_rate"] for p in report["points"]]
     assert rates == sorted(rates, reverse=True)  # weakest first
+    assert sum(c["asked"] for c in report["cells"]) == len(items)
+    for c in report["cells"]:
+        mine = [
+            i
+            for i in items
+            if (i["knowledge_point"], i["difficulty"], i["facet"]) == (c["point"], c["difficulty"], c["facet"])
+        ]
+        assert c["asked"] == len(mine) and c["failed"] == sum(not i["correct"] for i in mine)
     for weak in report["weakest"]:
         assert weak["examples"] and all(
             x["point"] == weak["point"] and x["answer"] != x["expected"] for x in weak["examples"]
@@ -76,12 +85,17 @@ def test_detect_writes_a_report_that_agrees_with_its_items(model: Path, tmp_path
     # The page stands alone: every plot is embedded, and each is a real PNG file beside it.
     page = (out / "report.html").read_text()
     pngs = sorted(out.glob("*.png"))
-    assert {p.stem for p in pngs} >= {"failure_by_point", "search_trajectory", "failure_by_level"}
+    assert {p.stem for p in pngs} >= {"failure_by_point", "search_trajectory", "failure_by_level", "failure_by_cell"}
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert base64.b64encode(png.read_bytes()).decode() in page
     assert "http" not in page.split("<body>")[1].split("Everything on this page")[0]  # no outside assets
-    assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))  # W&B, offline without a key
+    # W&B, offline without a key: the tables, histograms and plots are in the run's file.
+    (wandb_file,) = find_wandb_files(out)
+    logged = {k for row in read_wandb_file(wandb_file)["history"] for k in row}  # type: ignore[union-attr]
+    for key in ("detect/points", "detect/worst", "detect/cell_failure_rate", "detect/failure_by_point"):
+        assert f"{key}/_type" in logged, key
+    assert "detect/failure_rate" in logged
     assert "weakest points" in output and "(and report.json)" in output  # the summary table, the path
     # The same folder is not overwritten.
     code, output = _detect("--model", str(model), "--out", str(out))
@@ -201,4 +215,5 @@ def test_with_an_llm_the_model_proposes_the_taxonomy_writes_the_tests_and_judges
     assert len(searches) == 6
     assert sum(report["scores"].values()) == 12 and (out / "judge_scores.png").exists()
     assert not (out / "failure_by_level.png").exists()  # free-text points have no levels
+    assert report["cells"] == [] and not (out / "failure_by_cell.png").exists()
     assert all(p["worst_cell"] is None and 2 <= p["mean_score"] <= 9 for p in report["points"])
