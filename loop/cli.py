@@ -105,6 +105,7 @@ def demo(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
     run_demo(cfg)
 
 
+# Its docstring is one paragraph per line: typer's rich help keeps single line breaks after the first paragraph.
 @app.command()
 def detect(
     config: ConfigArg = None,
@@ -128,13 +129,18 @@ def detect(
     ] = None,
     points: Annotated[int, typer.Option(help="with --domain: how many test points the model proposes")] = 8,
 ) -> None:
-    """Find a student's capability gaps without training it: AutoDetect's iterative search (every point asked,
-    then asked again where it fails), then a report: report.html, report.json, PNG plots, items.jsonl, W&B.
+    """Find a student's capability gaps without training it: AutoDetect's iterative search, then a report.
 
-    Default: the task world, graded exactly, searched over difficulty levels and facets; with neither --model
-    nor --run, the embedded tiny student is trained first (CPU). With teacher.kind=llm (a served or hosted
-    chat model) the model writes the test cases and reference answers and judges the student's answers
-    1-10, over the world's points or over a taxonomy it proposes for --domain (or reads from --taxonomy)."""
+    Every point is asked --per-node items, then --per-node more in each of --iterations rounds, where it fails.
+
+    Writes report.html (self-contained, with plots), report.json, PNG plots, items.jsonl and a W&B run to --out.
+
+    Default: the task world, graded exactly, searched over difficulty levels and facets.
+
+    The student: --model DIR, --run RUN_DIR, or with neither the embedded tiny student, trained here first (CPU).
+
+    With teacher.kind=llm a chat model writes the tests and reference answers and judges the answers 1-10.
+    """
     if run is not None and (config is None or "=" in config) and (run / "config.yaml").is_file():
         # A run's student is investigated with the run's own config (template, task, points), overrides on top.
         overrides = [config, *(overrides or [])] if config else overrides
