@@ -13,6 +13,10 @@ from transformers import PreTrainedTokenizerBase
 
 TemplateName = Literal["plain", "alpaca", "chat"]
 TEMPLATES: tuple[str, ...] = ("plain", "alpaca", "chat")
+# Llama 3.2's chat template writes "Today Date: <today>" into its system header unless `date_string` is
+# given: a run that crosses midnight would then evaluate on other prompts than it trained on. Templates
+# without the variable ignore it. The value is the template's own fallback.
+CHAT_DATE = "26 Jul 2024"
 
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -45,7 +49,7 @@ def format_prompt(
             )
         content = f"{instruction}\n\n{input}" if input else instruction
         return tokenizer.apply_chat_template(
-            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True, date_string=CHAT_DATE
         )
     raise ValueError(f"unknown template {template!r}; allowed: {', '.join(TEMPLATES)}")
 
