@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
@@ -317,7 +317,21 @@ class TrainingConfig(_Node):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     launcher: Literal["auto", "python", "deepspeed"] = "auto"
     num_gpus: int | None = Field(None, ge=1)
-    hostfile: str | None = None
+    hostfile: str | None = Field(
+        None, description="a DeepSpeed hostfile ('node slots=8' lines): train on its nodes through pdsh/ssh"
+    )
+
+    @field_validator("hostfile")
+    @classmethod
+    def _hostfile_is_there(cls, value: str | None) -> str | None:
+        # DeepSpeed's launcher trains on this node alone, with a warning, when the hostfile is missing; the
+        # trainer also runs from the package root, where a relative path would name another file.
+        if value is None:
+            return None
+        path = Path(value)
+        if not path.is_file():
+            raise ValueError(f"no such file: {path} (DeepSpeed would silently train on this node alone)")
+        return str(path.absolute())
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainingConfig:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loop.config import CONFIG_DIR, ConfigError, dump_config, load_config, parse_override
+from loop.config import CONFIG_DIR, ConfigError, config_from_dict, dump_config, load_config, parse_override
 
 
 def test_every_shipped_config_loads() -> None:
@@ -78,3 +78,50 @@ def test_resolved_config_round_trips() -> None:
     data = yaml.safe_load(dump_config(cfg))
     assert data["training"]["lr"] == pytest.approx(0.002)
     assert set(data) >= {"student", "teacher", "task", "rounds", "synthesis", "filters", "ifd", "training"}
+
+
+def test_deepspeed_config_is_found_here_or_under_configs_and_stored_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loop.student import sft_job
+
+    monkeypatch.chdir(tmp_path)
+    shipped = load_config(overrides=["training.zero_stage=3", "training.deepspeed_config=deepspeed/zero3.json"])
+    assert shipped.training.deepspeed_config == str(CONFIG_DIR / "deepspeed" / "zero3.json")
+    (tmp_path / "deepspeed").mkdir()
+    own = tmp_path / "deepspeed" / "zero3.json"  # the working directory comes first
+    own.write_text('{"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}}')
+    cfg = load_config(overrides=["training.zero_stage=3", "training.deepspeed_config=deepspeed/zero3.json"])
+    assert cfg.training.deepspeed_config == str(own.resolve())
+    # The training job gets it, and the run directory's config.yaml loads back the same from elsewhere.
+    assert sft_job(cfg, Path("b"), Path("t"), Path("o")).deepspeed_config == str(own.resolve())
+    monkeypatch.chdir(CONFIG_DIR)
+    assert config_from_dict(yaml.safe_load(dump_config(cfg)), "config.yaml") == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "stage", "needle"),
+    [
+        ('{"zero_optimization": {"stage": 2}}', 3, "sets ZeRO stage 2 but zero_stage is 3"),
+        ("[1, 2]", 0, "not a JSON object"),
+        ("{not json", 0, "not a JSON object"),
+    ],
+)
+def test_a_bad_deepspeed_config_names_the_field_and_why(tmp_path: Path, text: str, stage: int, needle: str) -> None:
+    path = tmp_path / "ds.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[f"training.zero_stage={stage}", f"training.deepspeed_config={path}"])
+    assert "training" in str(info.value) and needle in str(info.value)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(overrides=["training.deepspeed_config=deepspeed/zero9.json"])
+
+
+def test_a_hostfile_must_exist_and_is_stored_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DeepSpeed's launcher would train on this node alone, with only a warning, if the file were missing.
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["training.hostfile=no_such_hostfile"])
+    assert "training.hostfile" in str(info.value) and "no such file" in str(info.value)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hostfile").write_text("node1 slots=8\n")
+    assert load_config(overrides=["training.hostfile=hostfile"]).training.hostfile == str(tmp_path / "hostfile")
