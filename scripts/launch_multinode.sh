@@ -66,6 +66,20 @@ if [ -n "$teacher_gpus" ] && [ -n "$student_gpus" ]; then
         [[ ",$student_gpus," != *",$g,"* ]] || die "GPU $g is in both --teacher-gpus and --student-gpus"
     done
 fi
+if [ -n "$hostfile" ] && [ -n "$teacher_gpus" ]; then
+    # DeepSpeed trains on GPUs 0..slots-1 of every node in the hostfile, whatever CUDA_VISIBLE_DEVICES says;
+    # if this node is listed, those must not include the teacher's.
+    this_node=" localhost 127.0.0.1 $(uname -n) $(uname -n | cut -d. -f1) ${HOSTNAME:-} "
+    while read -r host slots _ || [ -n "$host" ]; do
+        [[ -n "$host" && "$host" != \#* && "$this_node" == *" $host "* ]] || continue
+        slots="${slots#slots=}"
+        [[ "$slots" =~ ^[0-9]+$ ]] || continue  # DeepSpeed refuses a malformed line itself
+        for g in ${teacher_gpus//,/ }; do
+            [ "$g" -ge "$slots" ] || die "the hostfile lists this node ($host) with slots=$slots: training would \
+take GPUs 0-$((slots - 1)) here, and the teacher holds GPU $g; give it fewer slots or leave it out"
+        done
+    done < "$hostfile"
+fi
 [ -n "$teacher_url" ] || [ -n "$teacher_gpus" ] || die "give --teacher-gpus (to start the teacher) or --teacher-url"
 [ -z "$teacher_url" ] || [ -z "$teacher_gpus" ] || die "give --teacher-gpus or --teacher-url, not both"
 

@@ -130,6 +130,24 @@ def test_the_launch_script_refuses_bad_arguments(args: list[str], message: str) 
     assert got.returncode == 2 and message in got.stderr, got.stderr
 
 
+def test_the_launch_script_refuses_a_hostfile_that_trains_on_the_teachers_gpus(tmp_path: Path) -> None:
+    # DeepSpeed trains on GPUs 0..slots-1 of each listed node; this node's teacher holds 4-7.
+    args = ["--config", "configs/demo.yaml", "--teacher-model", "m", "--teacher-gpus", "4,5,6,7", "--dry-run"]
+    hostfile = tmp_path / "hostfile"
+    for text, refused in [
+        ("localhost slots=8\n", "this node (localhost) with slots=8: training would take GPUs 0-7"),
+        (f"# nodes\n\n{os.uname().nodename} slots=5\nnode2 slots=8\n", "slots=5"),
+        (f"{os.uname().nodename} slots=4\nnode2 slots=8", None),  # GPUs 0-3 train, 4-7 serve; no final newline
+        ("node1 slots=8\nnode2 slots=8\n", None),  # other nodes
+    ]:
+        hostfile.write_text(text)
+        got = _launch(*args, "--hostfile", str(hostfile))
+        if refused is None:
+            assert got.returncode == 0 and f"training.hostfile={hostfile}" in got.stdout, got.stderr
+        else:
+            assert got.returncode == 2 and refused in got.stderr and "the teacher holds GPU 4" in got.stderr
+
+
 # A stand-in for the teacher's vLLM server (the script runs `$PYTHON -m vllm.entrypoints.openai.api_server ...`)
 # and for gaploop, so the real script's start, wait, run and stop are exercised without a GPU.
 FAKE_SERVER = """#!{python}
