@@ -1,5 +1,6 @@
-"""The cost of running the student's inference in a child process (the GPU process model) against running it
-in the orchestrator, for one evaluate phase of the default config, side by side in one run.
+"""The cost of running the student's inference and IFD scoring in a child process (the GPU process model)
+against running them in the orchestrator: one evaluate phase of the default config, and one IFD scoring of a
+round's budget of candidates (synthesis.budget_per_round), side by side in one run.
 
     .venv/bin/python scripts/bench_process.py [--model DIR] [--repeats 2]
 
@@ -16,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents.tasks.world import points_for
+from agents.tasks.world import generate_items, points_for
 from loop.config import load_config
+from loop.runner import Runner
+from loop.store import RunStore
 from loop.student import build_student, evaluate
 from loop.tasks import WorldTask
 
@@ -31,21 +34,29 @@ def main() -> None:
     task = WorldTask(cfg)
     data = task.make_data()
     items = task.probes(1, set()) + data.test  # what one evaluate phase answers: probes + test
+    points = points_for()
+    per_point = -(-cfg.synthesis.budget_per_round // len(points))
+    candidates = generate_items("bench", dict.fromkeys(points, per_point))[: cfg.synthesis.budget_per_round]
+    times: dict[str, list[float]] = {f"{p} {m}": [] for p in ("evaluate", "ifd") for m in ("inline", "child")}
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or build_student(cfg, Path(tmp) / "model", task.tokenizer_texts(data))
-        times: dict[str, list[float]] = {"inline": [], "child": []}
-        for _ in range(args.repeats):
+        for r in range(args.repeats):
             for mode in ("inline", "child"):  # alternated, so drift on a shared machine hits both
                 run_cfg = load_config(overrides=[f"student.inference_process={mode}"])
                 t0 = time.perf_counter()
                 evaluate(run_cfg, model, items, f"{mode} evaluate", stop=task.stop)
-                times[mode].append(time.perf_counter() - t0)
-    print(f"\none evaluate phase: {len(items)} items ({len(points_for())} points), {args.repeats} repeats each")
-    print(f"{'variant':<8} {'median s':>9} {'runs':>20}")
-    for mode, ts in times.items():
-        print(f"{mode:<8} {statistics.median(ts):>9.2f} {' '.join(f'{t:.2f}' for t in ts):>20}")
-    ratio = statistics.median(times["child"]) / statistics.median(times["inline"])
-    print(f"child / inline: {ratio:.2f}x")
+                times[f"evaluate {mode}"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                Runner(run_cfg, RunStore(Path(tmp) / f"run-{mode}-{r}")).score_ifd(model, candidates)
+                times[f"ifd {mode}"].append(time.perf_counter() - t0)
+    print(f"\nevaluate: {len(items)} items ({len(points)} points); ifd: {len(candidates)} candidates")
+    print(f"{args.repeats} repeats each")
+    print(f"{'variant':<16} {'median s':>9} {'runs':>20}")
+    for name, ts in times.items():
+        print(f"{name:<16} {statistics.median(ts):>9.2f} {' '.join(f'{t:.2f}' for t in ts):>20}")
+    for phase in ("evaluate", "ifd"):
+        child, inline = statistics.median(times[f"{phase} child"]), statistics.median(times[f"{phase} inline"])
+        print(f"{phase}: child - inline {child - inline:.2f} s, child / inline {child / inline:.2f}x")
 
 
 if __name__ == "__main__":
