@@ -148,6 +148,73 @@ def test_the_launch_script_refuses_a_hostfile_that_trains_on_the_teachers_gpus(t
             assert got.returncode == 2 and refused in got.stderr and "the teacher holds GPU 4" in got.stderr
 
 
+# vLLM's own server parser and checks, where this vLLM keeps them (the module the script runs stays the entry).
+PARSE_SERVER_ARGS = """
+import importlib, json, sys
+for name in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"):
+    try:
+        cli = importlib.import_module(name)
+        break
+    except ImportError:
+        continue
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+assert importlib.util.find_spec(sys.argv[1]), sys.argv[1]
+args = cli.make_arg_parser(FlexibleArgumentParser()).parse_args(sys.argv[2:])
+cli.validate_parsed_serve_args(args)
+print(json.dumps({k: getattr(args, k) for k in ("model", "served_model_name", "port", "tensor_parallel_size",
+                                                  "max_model_len")}))
+"""
+
+
+def test_vllm_accepts_the_teacher_command_the_script_runs() -> None:
+    import importlib.util
+    import json
+    import sys
+
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed here")
+    got = _launch(
+        "--config", "configs/gsm8k_llama3.2-1b.yaml", "--teacher-model", "Qwen/Qwen2.5-72B-Instruct",
+        "--teacher-gpus", "4,5,6,7", "--teacher-port", "8011", "--teacher-args", "--max-model-len 8192", "--dry-run",
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    words = got.stdout.splitlines()[0].split()
+    module = words[words.index("-m") + 1]
+    server_args = words[words.index("-m") + 2 : words.index(">")]
+    parsed = subprocess.run(
+        [sys.executable, "-c", PARSE_SERVER_ARGS, module, *server_args], capture_output=True, text=True, timeout=300
+    )
+    assert parsed.returncode == 0, parsed.stderr[-3000:]
+    assert json.loads(parsed.stdout.splitlines()[-1]) == {
+        "model": "Qwen/Qwen2.5-72B-Instruct",
+        "served_model_name": ["Qwen/Qwen2.5-72B-Instruct"],
+        "port": 8011,
+        "tensor_parallel_size": 4,
+        "max_model_len": 8192,
+    }
+
+
+def test_vllm_knows_the_engine_arguments_of_every_recipe() -> None:
+    import importlib.util
+    import json
+    import sys
+
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed here")
+    engines = {n: load_config(CONFIG_DIR / f"{n}.yaml").student for n in CONFIGS}
+    engines = {n: s.vllm_engine for n, s in engines.items() if s.inference_backend == "vllm"}
+    assert engines["gsm8k_llama3.2-1b"] and engines["gsm8k_llama3.1-8b_zero3"]
+    code = "import dataclasses, json; from vllm.engine.arg_utils import EngineArgs as E; "
+    code += "print(json.dumps([f.name for f in dataclasses.fields(E)]))"
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr[-3000:]
+    known = set(json.loads(got.stdout.splitlines()[-1]))
+    # What trainers/inference.py's VLLMGenerator passes itself, and what each recipe adds.
+    assert {"model", "seed", "dtype", "gpu_memory_utilization", "max_model_len", "enforce_eager"} <= known
+    for name, engine in engines.items():
+        assert set(engine) <= known, (name, sorted(set(engine) - known))
+
+
 # A stand-in for the teacher's vLLM server (the script runs `$PYTHON -m vllm.entrypoints.openai.api_server ...`)
 # and for gaploop, so the real script's start, wait, run and stop are exercised without a GPU.
 FAKE_SERVER = """#!{python}
