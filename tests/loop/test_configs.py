@@ -68,6 +68,29 @@ def test_deepspeeds_parser_is_a_real_check(monkeypatch: pytest.MonkeyPatch) -> N
         ds_config.DeepSpeedConfig(config)
 
 
+def test_deepspeeds_launcher_reads_the_training_command_over_the_recipes_hostfile(tmp_path: Path) -> None:
+    from deepspeed.launcher import runner
+
+    from trainers.sft import _child_command
+
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node1 slots=8\nnode2 slots=8\n")  # docs/gpu.md's example
+    cfg = load_config(CONFIG_DIR / "gsm8k_llama3.1-8b_zero3.yaml", [f"training.hostfile={hostfile}"])
+    t = cfg.training
+    cmd = _child_command(tmp_path / "job.json", tmp_path / "result.json", t.launcher, t.num_gpus, t.hostfile)
+    assert cmd[1:3] == ["-m", "deepspeed.launcher.runner"]
+    args = runner.parse_args(cmd[3:])
+    assert args.hostfile == str(hostfile) and args.no_local_rank and args.module
+    assert (args.user_script, args.user_args) == (
+        "trainers.sft",
+        [str(tmp_path / "job.json"), str(tmp_path / "result.json")],
+    )
+    # The GPUs DeepSpeed will train on are the world the recipe's effective batch of 128 is written for.
+    active = runner.parse_inclusion_exclusion(runner.fetch_hostfile(args.hostfile), args.include, args.exclude)
+    active = runner.apply_num_nodes_and_gpus(active, args.num_nodes, args.num_gpus)
+    assert sum(len(gpus) for gpus in active.values()) == WORLD["gsm8k_llama3.1-8b_zero3"]
+
+
 def _launch(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(REPO / "scripts" / "launch_multinode.sh"), *args], capture_output=True, text=True, cwd=REPO
