@@ -107,9 +107,9 @@ def build_tiny_teacher(cfg: RunConfig, out: Path) -> Path:
         rows.append({"instruction": prompt[:-1] if prompt.endswith("\n") else prompt, "output": reply})
     write_jsonl(work / "train.jsonl", rows)
     job = SFTJob(
-        model_path=str(base),
-        data_path=str(work / "train.jsonl"),
-        output_dir=str(work / "sft"),
+        model_path=str(base.resolve()),  # the trainer runs from the package root
+        data_path=str((work / "train.jsonl").resolve()),
+        output_dir=str((work / "sft").resolve()),
         template="plain",
         max_length=MAX_LENGTH,
         epochs=llm.tiny_epochs,
