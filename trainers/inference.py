@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
+from core.models import resolve_model
 from trainers.jsonl import iter_jsonl, write_jsonl
 from trainers.templates import TEMPLATES, encode_text, format_prompt
 from trainers.tiny import load_student
@@ -230,6 +231,7 @@ class VLLMGenerator(Generator):
         on_cpu = self.device == "cpu"
         self.batch_size = batch_size
         self.seed = seed
+        model_path = resolve_model(model_path)  # an alias or GGUF file becomes the HF folder vLLM reads
         self.tokenizer = load_tokenizer(model_path)
         if max_model_len is None and on_cpu:
             max_model_len = min(_max_positions(model_path), 2048)
@@ -271,11 +273,11 @@ class VLLMGenerator(Generator):
 
 
 def load_tokenizer(model_path: str | Path) -> PreTrainedTokenizerBase:
-    """The model's tokenizer, with a pad token, without loading its weights."""
+    """The model's tokenizer (a folder, hub name, alias or GGUF file), with a pad token, without loading its weights."""
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_path))
     except OSError as err:
         raise FileNotFoundError(f"cannot load a tokenizer from {model_path!s} ({err})") from err
     if tokenizer.pad_token is None:

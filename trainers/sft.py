@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from core.models import resolve_model
 from trainers.jsonl import iter_jsonl, write_json
 from trainers.templates import TEMPLATES, encode_pair, format_prompt
 from trainers.tiny import load_student
@@ -54,7 +55,7 @@ ProgressFn = Callable[[dict[str, object]], None]
 class SFTJob:
     """One fine-tuning run; every field is plain data so the job travels to a child as JSON."""
 
-    model_path: str  # start weights: the base folder or the previous round's student
+    model_path: str  # start weights: the base folder, a model alias or GGUF file, or the previous round's student
     data_path: str  # JSONL rows with instruction, output and an optional input
     output_dir: str  # gets model/, checkpoints/, progress.jsonl, logs
     template: Literal["plain", "alpaca", "chat"] = "alpaca"
@@ -591,6 +592,9 @@ def launch_sft(
     """
     if launcher == "auto":
         launcher = "deepspeed" if hostfile or torch.cuda.is_available() else "python"
+    # An alias or GGUF start model is converted here once, before the ranks start and each wait on the cache's lock;
+    # the job keeps the name, so ranks on other nodes resolve it in their own cache.
+    resolve_model(job.model_path)
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if job.progress_path is None:

@@ -3,7 +3,8 @@
 `build_tiny_student` makes an HF-format Llama-style causal LM from scratch with its own
 byte-level BPE tokenizer (digits kept as single tokens, so arithmetic is not hidden inside
 merges), trained on the task's text. The folder it writes loads with transformers, DeepSpeed
-and vLLM like any model. `load_student` loads that folder, or any HF folder or hub name.
+and vLLM like any model. `load_student` loads that folder, any HF folder or hub name, or a model alias or
+GGUF file that `core.models.resolve_model` converts into an HF folder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from transformers import (
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
+
+from core.models import resolve_model
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 # A small chat format of our own; vLLM's chat endpoints need one in the tokenizer.
@@ -111,10 +114,11 @@ def build_tiny_student(out_dir: str | Path, texts: Iterable[str], spec: TinySpec
 def load_student(
     name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer from a folder or hub name, in eval mode, with a pad token."""
+    """Load a causal LM and its tokenizer (a folder, hub name, alias or GGUF file), in eval mode, with a pad token."""
+    path = resolve_model(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype or torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     except OSError as err:
         raise FileNotFoundError(
             f"cannot load a model from {name_or_path!s}: not an HF model folder and not reachable as a hub name ({err})"

@@ -2,7 +2,8 @@
 OpenAI-compatible HTTP endpoint (OpenAI itself, or a `vllm` OpenAI server).
 
 torch, transformers, vllm and openai are imported when a backend is built, not with this module, so the
-light orchestrator process pays only for the backend it uses.
+light orchestrator process pays only for the backend it uses. A local model's name goes through
+`core.models.resolve_model`, so a model alias or a GGUF file works wherever a folder does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from agents.llm.types import ChatBackend, ChatRequest, ChatResult, Message, Sampling
+from core.models import resolve_model
 
 if TYPE_CHECKING:
     import torch
@@ -111,12 +113,13 @@ class TransformersBackend:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model = str(model_dir)
+        self.model = str(model_dir)  # the name as given: it is what the call cache and the reports key on
+        self.path = resolve_model(model_dir)  # an alias or GGUF file becomes an HF folder (converted once)
         self.device = device
         self.batch_size = batch_size
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model)
-            self.lm = AutoModelForCausalLM.from_pretrained(self.model, dtype=_torch_dtype(dtype))
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.lm = AutoModelForCausalLM.from_pretrained(self.path, dtype=_torch_dtype(dtype))
         except OSError as err:
             raise FileNotFoundError(f"cannot load a chat model from {self.model}: {err}") from err
         if not getattr(self.tokenizer, "chat_template", None):
@@ -265,7 +268,9 @@ class VLLMBackend:
     kind = "vllm"
 
     def __init__(self, model: str | Path, prompt_logprobs: int | None = None, **engine_kwargs: object) -> None:
-        self.model = str(model)
+        self.model = str(model)  # the name as given: it is what the call cache and the reports key on
+        # Converted here rather than at the first chat, so a missing package fails before any work.
+        self.path = resolve_model(model)
         self.prompt_logprobs = prompt_logprobs
         self.engine_kwargs = engine_kwargs
         self._llm: object | None = None
@@ -276,7 +281,7 @@ class VLLMBackend:
         if self._llm is None:
             vllm = _import_vllm()
             try:
-                self._llm = vllm.LLM(model=self.model, **self.engine_kwargs)  # type: ignore[attr-defined]
+                self._llm = vllm.LLM(model=self.path, **self.engine_kwargs)  # type: ignore[attr-defined]
             except (RuntimeError, ValueError, OSError) as err:
                 raise RuntimeError(f"starting vLLM on {self.model} with {self.engine_kwargs} failed: {err}") from err
             self._tokenizer = self._llm.get_tokenizer()  # type: ignore[attr-defined]

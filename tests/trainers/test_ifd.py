@@ -11,15 +11,14 @@ import pytest
 import torch
 
 from agents.tasks.world import generate_items, points_for
+from core.ifd import IFDScore, select_by_ifd
 from trainers.ifd import (
     REVERSE_INSTRUCTION,
-    IFDScore,
     _build_sequences,
     read_rows,
     reference_ifd,
     score_file,
     score_ifd,
-    select_by_ifd,
 )
 from trainers.tiny import build_tiny_student, load_student
 

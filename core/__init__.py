@@ -1,0 +1,1 @@
+"""The lowest layer: what agents/, trainers/ and loop/ may all import."""
