@@ -56,19 +56,23 @@ class WorldAssessor:
         """(kept, dropped); a dropped item carries `drop_reason`."""
         kept, dropped = [], []
         for item in items:
-            reason = self._problem(item)
+            reason = self.problem(item)
             if reason:
                 dropped.append({**item, "kept": False, "drop_reason": reason})
             else:
                 kept.append(item)
         return kept, dropped
 
-    def _problem(self, item: Record) -> str | None:
-        question, output = str(item.get("instruction", "")).strip(), str(item.get("output", "")).strip()
+    def problem(self, item: Record) -> str | None:
+        """Why an answered item cannot be trained on, or None."""
+        question, output = str(item.get("instruction") or "").strip(), str(item.get("output") or "").strip()
         if not question:
             return "malformed: empty instruction"
         if not output:
-            return "malformed: no answer from the teacher"
+            note = item.get("teacher_note")  # e.g. a classification answer that names no label
+            return (
+                f"malformed: no answer from the teacher ({note})" if note else "malformed: no answer from the teacher"
+            )
         if self.max_chars is not None and len(question) + len(output) > self.max_chars:
             return f"malformed: longer than {self.max_chars} characters"
         reference = item.get("reference")

@@ -12,17 +12,14 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
+from core.text import question_key
+
 _TOKEN = re.compile(r"[^\W_]+")
 
 
 def tokens(text: str) -> list[str]:
     """Lowercase word tokens (letters and digits; punctuation separates)."""
     return _TOKEN.findall(text.lower())
-
-
-def normalize_text(text: str) -> str:
-    """A question's tokens joined by spaces: equal for texts that differ only in case, spacing or punctuation."""
-    return " ".join(tokens(text))
 
 
 def _masks(a: Sequence[str]) -> dict[str, int]:
@@ -141,6 +138,6 @@ class TfidfIndex:
         for g, w in self._vector(Counter(_ngrams(text))).items():
             for i, wi in self._postings.get(g, ()):
                 scores[i] += w * wi
-        same = normalize_text(text)
+        same = question_key(text)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [(i, s) for i, s in ranked if not (exclude_same and normalize_text(self.texts[i]) == same)][:k]
+        return [(i, s) for i, s in ranked if not (exclude_same and question_key(self.texts[i]) == same)][:k]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,6 +36,14 @@ def _quiet_libraries() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+
+
+def _warn(message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: object) -> None:
+    """Deprecation notices as one line each, not with the source line that raised them."""
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+warnings.showwarning = _warn  # type: ignore[assignment]
 
 
 def _config(config: str | None, overrides: list[str] | None):
@@ -167,6 +176,29 @@ def detect(
         raise typer.Exit(2) from None
 
 
+@app.command()
+def plugins(kind: Annotated[Optional[str], typer.Argument(help="one kind: plan, writer, ...")] = None) -> None:  # noqa: UP045
+    """The registered plugins by kind: name, what each needs and reads, and its fields with their defaults."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from core import plugins as registry
+
+    kinds = [kind] if kind else list(registry.KINDS)
+    if kind is not None and kind not in registry.KINDS:
+        typer.secho(f"unknown kind {kind!r}; kinds: {', '.join(registry.KINDS)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    table = Table(title="gaploop plugins (set a field with e.g. synthesis.plan.park_after=30)", title_justify="left")
+    for col in ("kind", "name", "needs", "reads", "fields (default)", "what it is"):
+        table.add_column(col)
+    for k in kinds:
+        for name, cls in sorted(registry.plugins(k).items()):
+            fields = ", ".join(f"{f}={v.default!r}" for f, v in cls.Config.model_fields.items() if f != "name")
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            table.add_row(k, name, ", ".join(sorted(cls.needs)) or "-", ", ".join(cls.reads) or "-", fields or "-", doc)
+    Console(width=200).print(table)
+
+
 @app.command("config")
 def show_config(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
     """Validate a config with its overrides and print it resolved (every field)."""
@@ -182,6 +214,9 @@ def ifd(
     template: Annotated[str, typer.Option(help="plain (Superfiltering's), alpaca or chat")] = "plain",
     batch_size: Annotated[int, typer.Option(help="sequences per forward batch")] = 16,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default: cuda when available")] = None,  # noqa: UP045
+    reverse: Annotated[
+        bool, typer.Option(help="also r-IFD = loss(Q | reverse prompt with A) / loss(Q): rifd, rloss_cond, rloss_alone")
+    ] = False,
 ) -> None:
     """Score Instruction-Following Difficulty, IFD = loss(A|Q) / loss(A), for every row of a file."""
     from trainers.ifd import score_file
@@ -190,7 +225,7 @@ def ifd(
         typer.secho(f"--data: file not found: {data}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     try:
-        stats = score_file(model, data, out, template, max_length, batch_size, device)
+        stats = score_file(model, data, out, template, max_length, batch_size, device, reverse)
     except (ValueError, FileNotFoundError) as err:
         typer.secho(f"gaploop ifd: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
@@ -218,7 +253,7 @@ def _report_path(out: Path) -> Path:
 
 
 def _read(option: str, path: Path, field: str | None) -> tuple[list[dict[str, object]], list[int]]:
-    from loop.hygiene import HygieneError, read_rows
+    from agents.hygiene import HygieneError, read_rows
 
     try:
         return read_rows(path, field)
@@ -248,8 +283,8 @@ def data_decontam(
     from rich.console import Console
     from rich.table import Table
 
-    from loop.hygiene import decontaminate
-    from trainers.jsonl import write_jsonl
+    from agents.hygiene import decontaminate
+    from core.jsonl import write_jsonl
 
     rows, lines = _read("--train", train, field)
     names = [p.stem for p in against]
@@ -314,8 +349,8 @@ def data_dedup(
     """Drop rows that repeat an earlier row, exactly or nearly; the first of each group is kept."""
     import time
 
-    from loop.hygiene import exact_dedup, minhash_dedup, rouge_dedup
-    from trainers.jsonl import write_jsonl
+    from agents.hygiene import exact_dedup, minhash_dedup, rouge_dedup
+    from core.jsonl import write_jsonl
 
     methods = {"exact": None, "rouge": 0.7, "minhash": 0.8}
     if method not in methods:

@@ -14,6 +14,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core import plugins
+from core.plugins import slot as plugin_slot
+from loop.legacy import migrate
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
 
@@ -121,8 +125,6 @@ class TeacherConfig(_Node):
     llm: LLMConfig = LLMConfig()
     samples: int = Field(1, ge=1, description="llm: answers per item; >1 keeps the majority answer (self-consistency)")
     min_agreement: float = Field(0.5, gt=0, le=1, description="llm: share of samples the kept answer needs")
-    curate: bool = Field(True, description="llm: Humpback-style 1-5 quality rating of every new item")
-    min_quality: float = Field(4, ge=1, le=5, description="llm: keep items rated at least this")
 
 
 class DatasetConfig(_Node):
@@ -235,60 +237,33 @@ class RoundsConfig(_Node):
 
 
 class SynthesisConfig(_Node):
-    """How many new items a round may write, and how they are allocated."""
+    """How a round writes, rewrites and keeps new items: a plan times a writer, then lists of refiners,
+    curators and selectors (each a plugin, named by `name` with its own fields beside it; `docs/plugins.md`).
+    A slot left null takes the plugins whose needs the run meets (`gaploop plugins` lists them)."""
 
-    strategy: Literal["llm2llm", "weakness", "frontier", "random", "autodetect", "instructors"] = Field(
-        "weakness",
-        description="world generator: weakness, frontier, random, llm2llm; with teacher.kind=llm the model writes "
-        "the items: llm2llm, autodetect, instructors",
+    budget_per_round: int = Field(300, ge=0, description="new items a round may write")
+    max_total: int | None = Field(None, ge=0, description="stop synthesising past this many kept items")
+    plan: plugin_slot("plan") | None = Field(  # type: ignore[valid-type]
+        None, description="who gets how many items, and why (allocation); null: the default plan"
     )
-    contrast: bool = Field(False, description="instructors: show the nearest questions the student got right")
-    budget_per_round: int = Field(300, ge=0)
-    curriculum: bool = Field(
-        True, description="frontier: half a stuck node's items one difficulty level down (else all at the task level)"
+    writer: plugin_slot("writer") | None = Field(  # type: ignore[valid-type]
+        None, description="who writes the questions: the task world's generator or the chat model; null: by need"
     )
-    explore: bool = Field(
-        False,
-        description="frontier: a stuck node not yet fed park_after items gets weight 1-p (optimism: unknown "
-        "learnability), not p(1-p)'s maximum 0.25",
+    refine: list[plugin_slot("refiner")] = Field(  # type: ignore[valid-type]
+        default_factory=list, description="rewrite answered items, in order (none by default)"
     )
-    refine: bool = Field(True, description="Examiner: split weak points into facets (AutoDetect-style growth)")
-    park_after: int = Field(
-        60, ge=0, description="frontier: stop feeding a node stuck near zero once this many kept items moved it not"
+    curate: list[plugin_slot("curator")] | None = Field(  # type: ignore[valid-type]
+        None, description="drop answered items with a reason, in order; null: every default curator the run can use"
     )
-    max_total: int | None = Field(None, ge=0, description="stop synthesising past this many items")
-
-
-class FiltersConfig(_Node):
-    """Curation before training."""
-
-    dedup: bool = Field(True, description="drop items whose normalised instruction is already in the pool")
-    decontamination: Literal["exact", "ngram"] = Field(
-        "exact",
-        description="exact: normalised text equal to a probe or test item; ngram: also a shared n-word run "
-        "(and near copies, see near_copy) with any probe or test item",
-    )
-    ngram: int = Field(13, ge=1, description="ngram decontamination: words per run")
-    near_copy: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="ngram decontamination: also drop items holding this share of a test item's words in order "
-        "(0.9 catches small edits; leave null on templated tasks whose items differ only in numbers)",
-    )
-    skip_malformed: bool = Field(
-        False, description="skip malformed data rows (counted, reported, logged) instead of failing"
+    select: list[plugin_slot("selector")] | None = Field(  # type: ignore[valid-type]
+        None, description="keep or drop against pool, evaluation sets and student, in order; null: the defaults"
     )
 
 
 class IFDConfig(_Node):
-    """Instruction-Following Difficulty filtering by the current student."""
+    """How the student scores IFD for the `ifd` selector."""
 
-    enabled: bool = True
-    threshold: float = Field(1.0, gt=0, description="keep IFD below this")
-    top_share: float = Field(1.0, gt=0, le=1, description="then keep the highest-IFD share")
-    reverse: bool = Field(False, description="also compute r-IFD")
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="rows per forward pass")
 
 
 class TrainingConfig(_Node):
@@ -377,18 +352,45 @@ class RunConfig(_Node):
     teacher: TeacherConfig = TeacherConfig()
     task: TaskConfig = TaskConfig()
     rounds: RoundsConfig = RoundsConfig()
+    examiner: plugin_slot("examiner") | None = Field(  # type: ignore[valid-type]
+        None, description="turns a round's graded probes into a weakness profile; null: the default examiner"
+    )
     synthesis: SynthesisConfig = SynthesisConfig()
-    filters: FiltersConfig = FiltersConfig()
     ifd: IFDConfig = IFDConfig()
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    def capabilities(self) -> set[str]:
+        """What this run offers its plugins (core/plugins.py CAPABILITIES)."""
+        caps = {"student"}
+        if self.task.name == "world":
+            caps.add("world")
+        if self.teacher.kind == "llm":
+            caps.add("chat")
+        return caps
+
     @model_validator(mode="after")
-    def _strategy_needs_llm(self) -> RunConfig:
-        if self.synthesis.strategy in ("autodetect", "instructors") and self.teacher.kind != "llm":
-            raise ValueError(
-                f"synthesis.strategy {self.synthesis.strategy!r} has a model write the items: set teacher.kind=llm"
-            )
+    def _plugins_can_run(self) -> RunConfig:
+        # Null slots take their defaults here, so config.yaml records exactly which plugins a run used. A run of
+        # round 0 only synthesises nothing: its slots are filled where they can be, and not checked.
+        caps, syn, synthesising = self.capabilities(), self.synthesis, self.rounds.max_rounds > 0
+        for node, where, kind in ((self, "examiner", "examiner"), (syn, "plan", "plan"), (syn, "writer", "writer")):
+            if getattr(node, where) is None:
+                label = where if node is self else f"synthesis.{where}"
+                object.__setattr__(node, where, _default_one(kind, caps, label, required=synthesising))
+        for where, kind in (("curate", "curator"), ("select", "selector")):
+            if getattr(syn, where) is None:
+                object.__setattr__(syn, where, [cls.Config(name=cls.name) for cls in plugins.defaults(kind, caps)])
+        if not synthesising:
+            return self
+        named = [("examiner", "examiner", self.examiner), ("synthesis.plan", "plan", syn.plan)]
+        named += [("synthesis.writer", "writer", syn.writer)]
+        for field_name, kind in (("refine", "refiner"), ("curate", "curator"), ("select", "selector")):
+            named += [(f"synthesis.{field_name}[{i}]", kind, c) for i, c in enumerate(getattr(syn, field_name))]
+        for where, kind, config in named:
+            missing = plugins.missing_needs(plugins.get(kind, config.name), caps)
+            if missing:
+                raise ValueError(f"{where} {config.name!r} needs {' and '.join(missing)}")
         return self
 
     @model_validator(mode="after")
@@ -406,17 +408,11 @@ class RunConfig(_Node):
             raise ValueError(
                 "teacher.llm.model 'tiny' is trained on the task world only; name a real chat model for a dataset task"
             )
-        if self.rounds.max_rounds > 0:
-            if self.teacher.kind != "llm":
-                raise ValueError(
-                    "a dataset task has no world oracle to write and answer new items: set teacher.kind=llm "
-                    "(or rounds.max_rounds=0 to train on the seed and evaluate only)"
-                )
-            if self.synthesis.strategy not in ("llm2llm", "autodetect", "instructors"):
-                raise ValueError(
-                    f"synthesis.strategy {self.synthesis.strategy!r} writes task-world items; a dataset task needs "
-                    "a model-written strategy: llm2llm, autodetect or instructors"
-                )
+        if self.rounds.max_rounds > 0 and self.teacher.kind != "llm":
+            raise ValueError(
+                "a dataset task has no world oracle to write and answer new items: set teacher.kind=llm "
+                "(or rounds.max_rounds=0 to train on the seed and evaluate only)"
+            )
         if task.dataset.taxonomy == "llm" and self.teacher.kind != "llm":
             raise ValueError("task.dataset.taxonomy 'llm' needs the LLM Examiner: set teacher.kind=llm")
         if task.dataset.kind == "open" and self.teacher.kind != "llm":
@@ -424,12 +420,36 @@ class RunConfig(_Node):
         return self
 
 
-def _format_validation(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config ({source}):"]
+def _default_one(kind: str, caps: set[str], where: str, required: bool = True) -> plugins.PluginConfig | None:
+    """The highest-ranked plugin of a kind that this run can use (its config with every default)."""
+    found = plugins.defaults(kind, caps)
+    if not found:
+        if not required:
+            return None
+        raise ValueError(f"{where}: no {kind} can run here; allowed names: {', '.join(sorted(plugins.plugins(kind)))}")
+    return found[-1].Config(name=found[-1].name)
+
+
+def _errors(err: ValidationError) -> list[tuple[str, dict]]:
+    """(where, error) for every error, a plugin's own field errors spelled out under its slot."""
+    out = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        if e["type"] == "plugin_config":
+            out += [(f"{where}.{'.'.join(str(p) for p in inner['loc'])}", inner) for inner in e["ctx"]["errors"]]
+        else:
+            out.append((where, e))
+    return out
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for where, e in _errors(err):
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown field (allowed: {_allowed_at(e['loc'][:-1])})")
+            lines.append(f"  {where}: unknown field (allowed: {e.get('allowed') or _allowed_at(e['loc'][:-1])})")
+            continue
+        if where == "<top level>" and e["type"] == "value_error":  # a rule across sections names its own fields
+            lines.append(f"  {str(e['msg']).removeprefix('Value error, ')}")
             continue
         value = e.get("input")
         shown = repr(value) if not isinstance(value, dict) else "{...}"
@@ -470,11 +490,16 @@ def apply_overrides(data: dict[str, object], overrides: list[str]) -> dict[str, 
         node: dict[str, object] = data
         for part in path[:-1]:
             child = node.setdefault(part, {})
+            if isinstance(child, str) and part in _PLUGIN_FIELDS:  # a plugin named alone: now set one of its fields
+                child = node[part] = {"name": child}
             if not isinstance(child, dict):
                 raise ConfigError(f"override {text!r}: {part!r} is a value, not a section")
             node = child
         node[path[-1]] = value
     return data
+
+
+_PLUGIN_FIELDS = {"plan", "writer", "examiner"}
 
 
 def read_yaml(path: Path) -> dict[str, object]:
@@ -499,18 +524,19 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
     file = Path(path) if path is not None else DEFAULT_CONFIG
     data = apply_overrides(read_yaml(file), list(overrides or []))
     source = str(file) + (f" with overrides {' '.join(overrides)}" if overrides else "")
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_validation(err, source)) from None
+    return config_from_dict(data, source)
 
 
 def config_from_dict(data: dict[str, object], source: str) -> RunConfig:
-    """Validate an already-parsed mapping (e.g. a run directory's saved config.yaml)."""
+    """Validate an already-parsed mapping (a config file, or a run directory's saved config.yaml); keys from
+    before the plugin redesign are mapped onto the new ones with a warning (loop/legacy.py)."""
     try:
+        migrate(data, source)
         return RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation(err, source)) from None
+    except ValueError as err:
+        raise ConfigError(f"invalid config ({source}): {err}") from None
 
 
 def dump_config(cfg: RunConfig) -> str:

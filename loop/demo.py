@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from core.ifd import select_by_ifd
 from loop.config import RunConfig, dump_config
 from loop.console import console, progress_bar
 from loop.evaluate import accuracy_by, accuracy_metrics
@@ -20,7 +21,7 @@ from loop.store import RunStore, default_run_dir, write_jsonl
 from loop.student import build_student, evaluate, resolve_device, train_student
 from loop.tasks import make_task
 from loop.tracking import Tracker
-from trainers.ifd import score_ifd, select_by_ifd
+from trainers.ifd import score_ifd
 from trainers.tiny import count_parameters, load_student
 
 

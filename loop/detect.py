@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rich.table import Table
@@ -27,13 +27,13 @@ from agents.examiner import WorldExaminer, node_stats
 from agents.llm.assessor import LLMAssessor
 from agents.llm.client import LLMClient
 from agents.llm.examiner import load_taxonomy, propose_taxonomy
-from agents.llm.questioner import LLMQuestioner
 from agents.llm.teacher import LLMTeacher
+from agents.plans import autodetect
 from agents.roles import WeaknessProfile
 from agents.search import WorldSearch, cell_stats
 from loop.config import RunConfig
 from loop.console import console
-from loop.llm_agents import make_client, make_teacher
+from loop.parts import make_client, make_teacher, plugin_parts
 from loop.store import read_jsonl, write_jsonl, write_text_atomic
 from loop.student import build_student, evaluate, train_student
 from loop.tasks import WorldTask
@@ -172,18 +172,9 @@ class LLMSearch:
         self.world = not (opts.taxonomy or opts.domain)
         self.stop = task.stop if self.world else ()  # free-text answers run to the end token
         self.per_node = opts.per_node
-        self.questioner = LLMQuestioner(
-            client,
-            "autodetect",
-            max_tries=llm.max_tries,
-            per_point=opts.per_node,
-            taxonomy=self.taxonomy,
-            domain=opts.domain or "",
-            temperature=llm.temperature,
-            max_tokens=llm.max_tokens,
-            seed=cfg.seed,
-        )
-        self.questioner.remember(known)
+        parts = replace(plugin_parts(cfg, task, client), domain=opts.domain or "")
+        self.proposer = autodetect.search(parts, opts.per_node)
+        self.known = list(known)
         self.teacher = (
             make_teacher(cfg, client, task)
             if self.world
@@ -209,8 +200,10 @@ class LLMSearch:
         budget = self.per_node * len(self.taxonomy)
         failures = [g for g in graded if not g["correct"]]
         successes = [g for g in graded if g["correct"]]
-        candidates = self.questioner.question(profile, failures, budget, iteration, successes=successes)
-        answered = self.teacher.answer(candidates)
+        values = {"profile": profile, "failures": failures, "successes": successes, "taxonomy": self.taxonomy}
+        written = self.proposer.question({**values, "known": self.known}, budget, iteration)
+        self.known += [str(c["instruction"]) for c in written.items]
+        answered = self.teacher.answer(written.items)
         kept = [{**a, "iteration": iteration} for a in answered if str(a.get("output") or "").strip()]
         self.dropped += [a for a in answered if not str(a.get("output") or "").strip()]
         return kept

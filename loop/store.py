@@ -17,7 +17,6 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,9 +24,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from loop.config import RunConfig
 
-from trainers.jsonl import atomic_path, iter_jsonl, write_jsonl
+from core.jsonl import DataFileError, ReadReport, atomic_path, read_jsonl, write_jsonl, write_text_atomic
 
-__all__ = ["atomic_path", "write_jsonl"]
+# Re-exported: the run directory is built on core/jsonl.py's writers and its one row check.
+__all__ = ["DataFileError", "ReadReport", "atomic_path", "read_jsonl", "write_jsonl", "write_text_atomic"]
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -35,55 +35,6 @@ MANIFEST_VERSION = 1
 
 class ManifestError(RuntimeError):
     """The manifest cannot be read; the message says which file and what to do."""
-
-
-class DataFileError(ValueError):
-    """A malformed row in a data file; the message names the file and the line."""
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write a text file atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-@dataclass
-class ReadReport:
-    """Rows read from a data file, and the malformed ones skipped (line number, reason)."""
-
-    rows: list[dict[str, object]]
-    skipped: list[tuple[int, str]] = field(default_factory=list)
-
-
-def read_jsonl(
-    path: str | os.PathLike[str],
-    required: Sequence[str] = (),
-    non_empty: Sequence[str] = (),
-    skip_malformed: bool = False,
-) -> ReadReport:
-    """Read JSON lines; a bad line (not JSON, not an object, missing or empty field) is an error naming
-    file and line, or with `skip_malformed` is skipped and listed in the report."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    report = ReadReport(rows=[])
-    for lineno, row, problem in iter_jsonl(path):
-        if problem is None and not isinstance(row, dict):
-            problem = f"expected a JSON object, got {type(row).__name__}"
-        if problem is None:
-            missing = [k for k in required if k not in row]
-            empty = [k for k in non_empty if k in row and not str(row[k]).strip()]
-            if missing:
-                problem = f"missing field(s) {', '.join(missing)}"
-            elif empty:
-                problem = f"empty field(s) {', '.join(empty)}"
-        if problem is None:
-            report.rows.append(row)
-        elif skip_malformed:
-            report.skipped.append((lineno, problem))
-        else:
-            raise DataFileError(f"{path}:{lineno}: {problem}")
-    return report
 
 
 def _alive(pid: int) -> bool:
@@ -209,7 +160,13 @@ class RunStore:
         self._save()
 
     def mark_done(
-        self, round_index: int, phase: str, fp: str, outputs: Sequence[str] = (), stats: dict | None = None
+        self,
+        round_index: int,
+        phase: str,
+        fp: str,
+        outputs: Sequence[str] = (),
+        stats: dict | None = None,
+        scheme: int | None = None,
     ) -> None:
         """Record that a phase finished, after its outputs were written."""
         key = self._key(round_index, phase)
@@ -221,6 +178,8 @@ class RunStore:
             outputs=list(outputs),
             stats=stats or {},
         )
+        if scheme is not None:
+            entry["scheme"] = scheme
         entry.setdefault("started", entry["finished"])
         self.manifest["phases"][key] = entry  # type: ignore[index]
         self._save()

@@ -28,13 +28,13 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from agents.llm.assessor import LLMAssessor
-from agents.llm.questioner import LLMQuestioner
 from agents.llm.teacher import LLMTeacher
 from agents.llm.types import Message
+from agents.plans import llm2llm
 from agents.tasks.world import LEVELS, get_point, points_for, sample_item, solve
+from core.jsonl import write_jsonl
 from loop.config import RunConfig
 from loop.console import progress_bar
-from trainers.jsonl import write_jsonl
 from trainers.sft import SFTJob, launch_sft
 from trainers.tiny import TinySpec, build_tiny_student
 
@@ -45,7 +45,6 @@ MAX_LENGTH = 1024
 def teacher_chats(points: list[str], rows_per_kind: int, seed: int) -> list[tuple[list[Message], str]]:
     """(messages, reply) pairs: the requests the LLM agents send, answered by the world's oracle."""
     rng = random.Random(f"{seed}:tiny-teacher")
-    questioner = LLMQuestioner(None, "llm2llm")  # type: ignore[arg-type]  # only its prompt builder is used
     teacher, assessor = LLMTeacher(None, name="tiny"), LLMAssessor(None)  # type: ignore[arg-type]
     chats: list[tuple[list[Message], str]] = []
     for _ in range(rows_per_kind):
@@ -55,7 +54,7 @@ def teacher_chats(points: list[str], rows_per_kind: int, seed: int) -> list[tupl
         new_q, new_a = _similar(rng, question) or sample_item(rng, point, level)
         failure = {"instruction": question, "output": answer, "prediction": wrong}
         reply = json.dumps({"question": new_q, "answer": new_a})
-        chats.append((questioner.llm2llm_messages(failure, 1), reply))
+        chats.append((llm2llm.messages(failure, 1), reply))
         for q, a in [(question, answer), *(sample_item(rng, rng.choice(points), level) for _ in range(3))]:
             chats.append((teacher.request({"instruction": q}).messages, solve(q) or a))
         shown, right = (answer, True) if rng.random() < 0.5 else (wrong, False)

@@ -15,8 +15,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from loop.store import write_jsonl
-
 SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|authorization)", re.IGNORECASE)
 METRICS_FILE = "metrics.jsonl"
 
@@ -109,9 +107,24 @@ class Tracker:
             row["train/global_step"] = step
         row.update(metrics)
         self._rows.append(row)
-        write_jsonl(self.metrics_path, self._rows)
+        self._append(row)
         if self.wandb_run is not None:
             self.wandb_run.log(row)
+
+    def _append(self, row: dict[str, object]) -> None:
+        # One line appended and synced per call, not the whole file rewritten: a crash can leave at most a
+        # torn last line, which every reader skips.
+        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.metrics_path, "a+b") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell():
+                fh.seek(-1, os.SEEK_END)
+                torn = fh.read(1) != b"\n"
+            else:
+                torn = False
+            fh.write((b"\n" if torn else b"") + json.dumps(row, ensure_ascii=False, default=str).encode() + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def log_table(self, key: str, rows: Sequence[dict[str, object]], round: int | None = None) -> None:
         """A W&B table of records (e.g. failures, synthesised items); columns from the first row."""

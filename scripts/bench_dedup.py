@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from loop.hygiene import Record, exact_dedup, minhash_dedup, rouge_dedup, shingles  # noqa: E402
+from agents.hygiene import Record, exact_dedup, minhash_dedup, rouge_dedup, shingles  # noqa: E402
 
 TEMPLATES = (
     "Write a {a} {w} about the {w} of {w} for {w} readers.",

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.tasks.world import generate_items, points_for  # noqa: E402
-from trainers.ifd import IFDScore, _build_sequences, _prompt_and_target, reference_ifd, score_ifd  # noqa: E402
+from core.ifd import IFDScore  # noqa: E402
+from trainers.ifd import _build_sequences, _prompt_and_target, reference_ifd, score_ifd  # noqa: E402
 from trainers.tiny import TinySpec, build_tiny_student, count_parameters, load_student  # noqa: E402
 
 BENCH_SPEC = TinySpec(

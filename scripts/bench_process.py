@@ -19,8 +19,7 @@ from pathlib import Path
 
 from agents.tasks.world import generate_items, points_for
 from loop.config import load_config
-from loop.runner import Runner
-from loop.store import RunStore
+from loop.parts import score_ifd
 from loop.student import build_student, evaluate
 from loop.tasks import WorldTask
 
@@ -40,14 +39,14 @@ def main() -> None:
     times: dict[str, list[float]] = {f"{p} {m}": [] for p in ("evaluate", "ifd") for m in ("inline", "child")}
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or build_student(cfg, Path(tmp) / "model", task.tokenizer_texts(data))
-        for r in range(args.repeats):
+        for _ in range(args.repeats):
             for mode in ("inline", "child"):  # alternated, so drift on a shared machine hits both
                 run_cfg = load_config(overrides=[f"student.inference_process={mode}"])
                 t0 = time.perf_counter()
                 evaluate(run_cfg, model, items, f"{mode} evaluate", stop=task.stop)
                 times[f"evaluate {mode}"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                Runner(run_cfg, RunStore(Path(tmp) / f"run-{mode}-{r}")).score_ifd(model, candidates)
+                score_ifd(run_cfg, model, candidates)
                 times[f"ifd {mode}"].append(time.perf_counter() - t0)
     print(f"\nevaluate: {len(items)} items ({len(points)} points); ifd: {len(candidates)} candidates")
     print(f"{args.repeats} repeats each")

@@ -26,8 +26,9 @@ from typing import Literal
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
+from core.jsonl import iter_jsonl, write_jsonl
 from core.models import resolve_model
-from trainers.jsonl import iter_jsonl, write_jsonl
+from core.text import cut_at_stop
 from trainers.templates import TEMPLATES, encode_text, format_prompt
 from trainers.tiny import load_student
 
@@ -48,16 +49,6 @@ def default_device() -> str:
 def vllm_installed() -> bool:
     """Whether vLLM can be found, without paying for its import."""
     return importlib.util.find_spec("vllm") is not None
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """`text` up to (not including) the earliest occurrence of any stop string."""
-    cut = len(text)
-    for s in stop:
-        at = text.find(s) if s else -1
-        if at != -1 and at < cut:
-            cut = at
-    return text[:cut]
 
 
 def fit_context(ids: list[int], max_new_tokens: int, context: int) -> list[int]:

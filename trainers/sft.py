@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from core.jsonl import iter_jsonl, write_json
 from core.models import resolve_model
-from trainers.jsonl import iter_jsonl, write_json
 from trainers.templates import TEMPLATES, encode_pair, format_prompt
 from trainers.tiny import load_student
 

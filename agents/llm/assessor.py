@@ -3,10 +3,10 @@
 - `grade`: the task's `verifier(prediction, reference, record) -> bool | None` decides where it can
   (an exact check beats any judge); otherwise an MT-Bench judge (AutoDetect's Assessor) compares the
   answer with the reference and rates it [[1-10]] at temperature 0; `correct` = score >= weak_score.
-- `curate` (Humpback self-curation): drop malformed items and, given a verifier, teacher answers that
-  disagree with the Questioner's reference; then the model rates each pair on a 5-point scale
-  ("Score: n") and items below `min_quality` are dropped. Humpback keeps only 5s (>= 4.5); the default
-  4 here is looser, since a stricter bar suits a large unlabelled pool more than a targeted batch.
+- `quality_request` (Humpback self-curation): the model rates an item on a 5-point scale ("Score: n");
+  the `quality` curator (agents/curators/quality.py) drops those below its `min_quality`. Humpback keeps
+  only 5s (>= 4.5); the default 4 there is looser, since a stricter bar suits a large unlabelled pool
+  more than a targeted batch.
 Unparsable judge output is asked again (another seed) at most `max_tries` times.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from agents.llm.parsing import Chat, ask_parsed, excerpt, parse_rating, parse_score
+from agents.llm.parsing import Chat, ask_parsed, excerpt, parse_rating
 from agents.llm.prompts import render
 from agents.llm.types import ChatRequest, Sampling
 from agents.roles import Record
@@ -30,7 +30,6 @@ class LLMAssessor:
         client: Chat,
         verifier: Verifier | None = None,
         weak_score: float = 3.1,
-        min_quality: float = 4,
         max_tries: int = 2,
         max_tokens: int = 1024,
         excerpt_chars: int = 300,
@@ -38,7 +37,6 @@ class LLMAssessor:
         self.client = client
         self.verifier = verifier
         self.weak_score = weak_score
-        self.min_quality = min_quality
         self.max_tries = max_tries
         self.max_tokens = max_tokens
         self.excerpt_chars = excerpt_chars
@@ -82,40 +80,6 @@ class LLMAssessor:
         return ChatRequest(messages, Sampling(temperature=0.0, max_tokens=self.max_tokens), "assessor")
 
     # -- curation -----------------------------------------------------------------------------------
-    def curate(self, items: Sequence[Record]) -> tuple[list[Record], list[Record]]:
-        """(kept, dropped); kept items carry `quality`, dropped ones `drop_reason` (and `quality` if rated)."""
-        problems = [self._problem(item) for item in items]
-        ask = [i for i, p in enumerate(problems) if p is None]
-        requests = [self.quality_request(items[i]) for i in ask]
-        rated = dict(zip(ask, ask_parsed(self.client, requests, parse_score, self.max_tries), strict=True))
-        kept, dropped = [], []
-        for i, item in enumerate(items):
-            if problems[i]:
-                dropped.append({**item, "kept": False, "drop_reason": problems[i]})
-                continue
-            g = rated[i]
-            if g.value is None:
-                dropped.append({**item, "kept": False, "quality": None, "drop_reason": f"unrated: {g.error}"})
-            elif g.value < self.min_quality:
-                reason = f"quality {g.value:g} < {self.min_quality:g}"
-                dropped.append({**item, "kept": False, "quality": g.value, "drop_reason": reason})
-            else:
-                kept.append({**item, "quality": g.value})
-        return kept, dropped
-
-    def _problem(self, item: Record) -> str | None:
-        question, output = str(item.get("instruction") or "").strip(), str(item.get("output") or "").strip()
-        if not question:
-            return "malformed: empty instruction"
-        if not output:
-            note = item.get("teacher_note")
-            return (
-                f"malformed: no answer from the teacher ({note})" if note else "malformed: no answer from the teacher"
-            )
-        if self._verify(output, item.get("reference"), item) is False:
-            return "teacher answer disagrees with the reference"
-        return None
-
     def quality_request(self, item: Record) -> ChatRequest:
         """The Humpback-style 5-point rating request for one item."""
         user = render("quality", instruction=item["instruction"], output=item["output"])

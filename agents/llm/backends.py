@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 from agents.llm.types import ChatBackend, ChatRequest, ChatResult, Message, Sampling
 from core.models import resolve_model
+from core.text import cut_at_stop
 
 if TYPE_CHECKING:
     import torch
@@ -35,16 +36,6 @@ MAX_RETRY_DELAY_S = 60.0  # cap on backoff and on a server's retry-after, so a b
 
 class LLMCallError(RuntimeError):
     """A chat call that failed for good: a non-retryable HTTP status, or retries exhausted."""
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """`text` up to (not including) the earliest occurrence of any stop string."""
-    cut = len(text)
-    for s in stop:
-        at = text.find(s) if s else -1
-        if at != -1 and at < cut:
-            cut = at
-    return text[:cut]
 
 
 def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Message], model: str) -> list[int]:

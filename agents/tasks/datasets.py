@@ -20,6 +20,7 @@ import jinja2
 
 from agents.llm.prompts import render
 from agents.tasks.math import extract_answer, numbers_equal
+from core.text import question_key
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -179,12 +180,12 @@ def make_splits(
     test = [_record(kind, row, label_list, task, skill) for row in test_rows]
 
     # Same text, different id is the same item to a student: drop train rows the test asks, then repeats.
-    test_texts = {_normalize_text(str(row["instruction"])) for row in test_rows}
+    test_texts = {question_key(str(row["instruction"])) for row in test_rows}
     unique: list[Record] = []
     seen: set[str] = set()
     overlap = duplicates = 0
     for row, record in zip(train_rows, train, strict=True):
-        text = _normalize_text(str(row["instruction"]))
+        text = question_key(str(row["instruction"]))
         if text in test_texts:
             overlap += 1
         elif text in seen:
@@ -233,11 +234,6 @@ def _size(
     if not 0 < share <= 1:
         raise DataError(f"{what}_share must be in (0, 1], got {share}")
     return max(1, round(share * n))
-
-
-def _normalize_text(text: str) -> str:
-    """Text as compared for duplicates: Unicode-normalised, case-folded, words only, single spaces."""
-    return " ".join(re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold()))
 
 
 # -- records of each kind ---------------------------------------------------------------------------

@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from core.text import question_key
+
 Gen = Callable[[random.Random, int], tuple[str, str]]
 Facet = Callable[[str, str], str]
 LEVELS = (1, 2, 3)
@@ -264,14 +266,6 @@ def normalize_answer(text: str) -> str:
     return " ".join(first.split()).rstrip(".").strip().lower()
 
 
-def normalize_question(text: object) -> str:
-    """Question text for exact duplicate checks (case, spacing, final punctuation), as dedup compares it.
-
-    All of it: real tasks' questions run over several lines and may share their first line (a task sentence).
-    """
-    return " ".join(str(text).split()).rstrip(".").strip().lower().rstrip("?").rstrip()
-
-
 def is_correct(prediction: str, answer: str) -> bool:
     """Exact match after normalisation."""
     return normalize_answer(prediction) == normalize_answer(answer)
@@ -318,7 +312,7 @@ def generate_items(
     A point whose item space is too small for the count raises (or, with strict=False, gives fewer).
     """
     rng = random.Random(f"{seed}:{split}")
-    seen = set(exclude or ())
+    seen = {question_key(q) for q in exclude or ()}
     items: list[dict[str, object]] = []
     for point_id, n in counts.items():
         kp = get_point(point_id)
@@ -334,9 +328,9 @@ def generate_items(
                     f"for {n} in split {split!r} (made {made})"
                 )
             question, answer = sample_item(rng, point_id, level)
-            if question in seen:
+            if question_key(question) in seen:
                 continue
-            seen.add(question)
+            seen.add(question_key(question))
             items.append(
                 {
                     "id": f"{split}-{point_id}-{made:05d}",

@@ -36,10 +36,18 @@ def test_overrides_are_typed() -> None:
     [
         ("training.lr=fast", ["training.lr", "'fast'", "valid number"]),
         ("training.lrr=1", ["training.lrr", "unknown field", "lr_schedule"]),
-        ("synthesis.strategy=best", ["synthesis.strategy", "'best'", "'frontier'"]),
+        ("synthesis.plan=best", ["synthesis.plan", "unknown plan 'best'", "allowed: autodetect, frontier"]),
+        ("synthesis.strategy=best", ["synthesis.plan", "unknown plan 'best'", "frontier"]),  # the old key, mapped
+        ("synthesis.plan.park_after=5", ["synthesis.plan.park_after", "unknown field", "allowed: name"]),  # weakness
+        ("examiner={name: failure_rates, refin: true}", ["examiner.refin", "unknown field", "max_refinements"]),
+        ("examiner.refine=false", ["examiner", "with a 'name' field", "allowed names: autodetect, failure_rates"]),
+        (
+            "synthesis.select=[dedup, {name: ifd, top_share: 1.5}]",
+            ["synthesis.select.1.top_share", "1.5", "less than or equal to 1"],
+        ),
         ("training.max_steps=100", ["exactly one of epochs and max_steps"]),
         ("student.tiny.hidden_size=130", ["multiple of num_heads"]),
-        ("ifd.top_share=1.5", ["ifd.top_share", "1.5", "less than or equal to 1"]),
+        ("ifd.top_share=1.5", ["top_share", "1.5", "less than or equal to 1"]),  # the old key, mapped
     ],
 )
 def test_bad_values_name_field_value_and_allowed(override: str, needles: list[str]) -> None:
@@ -77,7 +85,7 @@ def test_resolved_config_round_trips() -> None:
     assert again is None
     data = yaml.safe_load(dump_config(cfg))
     assert data["training"]["lr"] == pytest.approx(0.002)
-    assert set(data) >= {"student", "teacher", "task", "rounds", "synthesis", "filters", "ifd", "training"}
+    assert set(data) >= {"student", "teacher", "task", "rounds", "synthesis", "examiner", "ifd", "training"}
 
 
 def test_deepspeed_config_is_found_here_or_under_configs_and_stored_resolved(

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agents.llm.client import LLMClient
 from agents.llm.scripted import ScriptedBackend
 from agents.llm.types import ChatRequest
 from agents.tasks.math import extract_answer, numbers_equal
-from loop import llm_agents
 from loop.config import ConfigError, load_config
 from loop.runner import start_run
 
@@ -94,9 +94,7 @@ def _scripted() -> ScriptedBackend:
     )
 
 
-def test_a_classification_dataset_runs_a_whole_round_with_llm_agents(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_classification_dataset_runs_a_whole_round_with_llm_agents(tmp_path: Path) -> None:
     rng, seen = random.Random(0), set()
     train = _write(tmp_path / "train.jsonl", _sentences(rng, 300, seen))
     test = _write(tmp_path / "test.jsonl", _sentences(rng, 40, seen))
@@ -120,8 +118,7 @@ def test_a_classification_dataset_runs_a_whole_round_with_llm_agents(
         )
     )
     backend = _scripted()
-    monkeypatch.setattr(llm_agents, "make_backend", lambda kind, model, **options: backend)
-    run, rounds = start_run(cfg)
+    run, rounds = start_run(cfg, client=LLMClient(backend, tmp_path / "calls.sqlite"))
 
     seed, probe, test_rows = (
         _rows(run / "round_000" / "items.jsonl"),
@@ -223,12 +220,12 @@ def test_dataset_configs_fail_early_with_the_field_named(tmp_path: Path) -> None
             load_config(_config(tmp_path, task, **({"rounds": {"max_rounds": 0}} | sections)))
     with pytest.raises(ConfigError, match="task.dataset is set"):
         load_config(overrides=[f"task.dataset={json.dumps(base)}"])
-    with pytest.raises(ConfigError, match="writes task-world items"):
+    with pytest.raises(ConfigError, match="synthesis.writer 'generator' needs the task world's generator"):
         teacher = {"kind": "llm", "llm": {"backend": "openai", "model": "m", "base_url": "http://x/v1"}}
         load_config(_config(tmp_path, base, teacher=teacher, synthesis={"strategy": "weakness"}))
 
 
-def test_an_open_task_is_graded_by_the_judge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_open_task_is_graded_by_the_judge(tmp_path: Path) -> None:
     rng = random.Random(2)
     rows = [{"q": f"Describe {s} in a few words.", "a": f"{s} was {rng.choice(POSITIVE)}"} for s in SUBJECTS * 8]
     for i, row in enumerate(rows):
@@ -258,8 +255,7 @@ def test_an_open_task_is_graded_by_the_judge(tmp_path: Path, monkeypatch: pytest
             (r"\[Question\]", lambda req: "[[8]]" if _names_subject(req.messages[-1]["content"]) else "[[2]]"),
         ]
     )
-    monkeypatch.setattr(llm_agents, "make_backend", lambda kind, model, **options: backend)
-    run, _ = start_run(cfg)
+    run, _ = start_run(cfg, client=LLMClient(backend, tmp_path / "calls.sqlite"))
     graded = _rows(run / "round_000" / "eval_test.jsonl")
     judged = [req for req in backend.calls if req.agent == "assessor"]
     assert len(graded) == 16 and len(judged) == 16 + 8  # every test and probe answer judged once

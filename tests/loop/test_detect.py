@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from agents.llm.scripted import ScriptedBackend
 from agents.llm.types import ChatRequest
 from agents.tasks.world import generate_items
-from loop import llm_agents
+from loop import parts
 from loop.cli import app
 from loop.config import dump_config, load_config
 from loop.student import build_student
@@ -185,7 +185,7 @@ def test_with_an_llm_the_model_proposes_the_taxonomy_writes_the_tests_and_judges
             (r"^(What is|Reverse)", answer),
         ]
     )
-    monkeypatch.setattr(llm_agents, "make_backend", lambda kind, model, **options: backend)
+    monkeypatch.setattr(parts, "make_backend", lambda kind, model, **options: backend)
     out = tmp_path / "report"
     llm = ["teacher.kind=llm", "teacher.llm.backend=openai", "teacher.llm.model=m", "teacher.llm.base_url=http://x/v1"]
     code, output = _detect(

@@ -9,8 +9,7 @@ import pytest
 
 from agents.tasks.world import generate_items
 from loop.config import load_config
-from loop.runner import Runner
-from loop.store import RunStore
+from loop.parts import score_ifd
 from loop.student import build_student, evaluate, in_child
 
 SMALL = ["student.tiny.hidden_size=32", "student.tiny.num_layers=1", "student.tiny.intermediate_size=64"]
@@ -36,10 +35,13 @@ def test_child_answers_and_ifd_equal_the_inline_ones(model: Path, tmp_path: Path
     child = evaluate(child_cfg, model, items, "child", stop=("\n",))
     assert [r["prediction"] for r in child] == [r["prediction"] for r in inline]
     assert [r["id"] for r in child] == [r["id"] for r in items]  # same order, records kept whole
-    a = Runner(inline_cfg, RunStore(tmp_path / "a")).score_ifd(model, items)
-    b = Runner(child_cfg, RunStore(tmp_path / "b")).score_ifd(model, items)
+    a = score_ifd(inline_cfg, model, items)
+    b = score_ifd(child_cfg, model, items)
     assert [s.ifd for s in b] == pytest.approx([s.ifd for s in a], rel=1e-6)
     assert [s.loss_cond for s in b] == pytest.approx([s.loss_cond for s in a], rel=1e-6)
+    ra, rb = score_ifd(inline_cfg, model, items, reverse=True), score_ifd(child_cfg, model, items, reverse=True)
+    assert [s.ifd for s in rb] == pytest.approx([s.ifd for s in ra], rel=1e-6)  # r-IFD through the child too
+    assert [s.ifd for s in ra] != pytest.approx([s.ifd for s in a], rel=1e-3)
 
 
 def test_a_failing_child_names_itself_and_shows_its_error(tmp_path: Path) -> None:
@@ -51,7 +53,7 @@ def test_a_failing_child_names_itself_and_shows_its_error(tmp_path: Path) -> Non
     assert str(err.value).startswith("round 3 evaluate: the child process `python -m trainers.inference ")
     assert f"FileNotFoundError: cannot load a model from {missing}" in str(err.value)
     with pytest.raises(RuntimeError) as err:
-        Runner(cfg, RunStore(tmp_path / "run")).score_ifd(missing, [{"instruction": "1+1", "output": "2"}])
+        score_ifd(cfg, missing, [{"instruction": "1+1", "output": "2"}])
     assert str(err.value).startswith("IFD scoring: the child process `python -m trainers.ifd --model ")
     assert f"FileNotFoundError: cannot load a model from {missing}" in str(err.value)
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from agents.tasks.world import generate_items
+from core.text import cut_at_stop
 from trainers.inference import (
     InferenceJob,
     StopOnTextOrEos,
     TransformersGenerator,
-    cut_at_stop,
     generate_answers,
     make_generator,
     run_job,

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.llm.backends import TransformersBackend, VLLMBackend, chat_prompt_ids, cut_at_stop, make_backend
+from agents.llm.backends import TransformersBackend, VLLMBackend, chat_prompt_ids, make_backend
 from agents.llm.types import ChatRequest, Sampling
+from core.text import cut_at_stop
 from tests.agents.llm.conftest import VLLM_MISSING, VLLM_SKIP_REASON, chat
 
 REPO = Path(__file__).resolve().parents[3]

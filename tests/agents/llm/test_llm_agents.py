@@ -4,17 +4,21 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 from agents.examiner import WorldExaminer
 from agents.llm.assessor import LLMAssessor
 from agents.llm.client import LLMClient
 from agents.llm.examiner import AutoDetectExaminer, load_taxonomy
-from agents.llm.questioner import LLMQuestioner
 from agents.llm.scripted import ScriptedBackend
 from agents.llm.teacher import LLMTeacher
 from agents.llm.types import ChatRequest
+from agents.plans import llm2llm
 from agents.roles import NodeStats, WeaknessProfile
 from agents.similarity import rouge_l
+from core import plugins
+from core.plugins import Inputs, Parts
+from tests.helpers import Strategy
 
 PROFILE = WeaknessProfile(round=0, nodes=[])
 TAXONOMY = [
@@ -58,7 +62,7 @@ def test_llm2llm_one_item_per_seed_failure_with_wrong_answer_in_prompt() -> None
 
     backend = ScriptedBackend([("The student was given", reply)], model="teacher-x")
     failures = [_failure(1), _failure(2, source="synthetic"), _failure(3)]
-    items = LLMQuestioner(backend, "llm2llm").question(PROFILE, failures, budget=10, round=1)
+    items = Strategy("llm2llm", "chat", client=backend)(PROFILE, failures, budget=10, round=1)
 
     assert [i["parent_id"] for i in items] == ["p1", "p3"]  # synthetic failures are never re-augmented
     assert [i["id"] for i in items] == ["r001-llm2llm-00000", "r001-llm2llm-00001"]
@@ -85,17 +89,17 @@ def test_llm2llm_budget_and_custom_examples() -> None:
         [("Question number (\\d+)", lambda r: json.dumps({"question": f"Q {len(backend.calls)}", "answer": "1"}))]
     )
     example = {"question": "EXQ", "answer": "EXA", "prediction": "EXP", "new_question": "NQ", "new_answer": "NA"}
-    q = LLMQuestioner(backend, "llm2llm", examples=[example])
-    items = q.question(PROFILE, [_failure(i) for i in range(5)], budget=2, round=3)
+    items = Strategy("llm2llm", "chat", client=backend)(PROFILE, [_failure(i) for i in range(5)], budget=2, round=3)
     assert len(items) == 2 and len(backend.calls) == 2
-    shot_user, shot_reply = backend.calls[0].messages[1]["content"], backend.calls[0].messages[2]["content"]
+    messages = llm2llm.messages(_failure(1), 1, examples=[example])
+    shot_user, shot_reply = messages[1]["content"], messages[2]["content"]
     assert "EXQ" in shot_user and "EXP" in shot_user and json.loads(shot_reply) == {"question": "NQ", "answer": "NA"}
 
 
 def test_garbage_forever_is_bounded_and_every_retry_differs() -> None:
     backend = ScriptedBackend([(".", "I am sorry, I cannot do that.")])
-    q = LLMQuestioner(backend, "llm2llm", max_tries=3)
-    assert q.question(PROFILE, [_failure(1)], budget=5, round=2) == []
+    q = Strategy("llm2llm", "chat", client=backend, max_tries=3)
+    assert q(PROFILE, [_failure(1)], budget=5, round=2) == []
     assert len(backend.calls) == 3
     assert len({c.sampling.seed for c in backend.calls}) == 3
     assert q.rejected == [
@@ -110,20 +114,19 @@ def test_repeat_and_rouge_rejection_then_keep() -> None:
     assert rouge_l(known, near) > 0.95
     replies = iter([known.upper() + "!", near, "Bob has 4 pears; he eats one. How many are left?"])
     backend = ScriptedBackend([(".", lambda r: json.dumps({"question": next(replies), "answer": "x"}))])
-    q = LLMQuestioner(backend, "llm2llm", known=[known], max_tries=3)
-    items = q.question(PROFILE, [_failure(1)], budget=1, round=1)
+    q = Strategy("llm2llm", "chat", client=backend, max_tries=3)
+    items = q(PROFILE, [_failure(1)], budget=1, round=1, known=[known])
     assert [i["instruction"] for i in items] == ["Bob has 4 pears; he eats one. How many are left?"]
     assert len(backend.calls) == 3 and q.rejected == []
 
     replies2 = iter([near, known])
     backend2 = ScriptedBackend([(".", lambda r: json.dumps({"question": next(replies2), "answer": "x"}))])
-    q2 = LLMQuestioner(backend2, "llm2llm", max_tries=2)
-    q2.remember([known])  # what the loop does with the pool's questions
-    assert q2.question(PROFILE, [_failure(1)], budget=1, round=1) == []
+    q2 = Strategy("llm2llm", "chat", client=backend2, max_tries=2)
+    assert q2(PROFILE, [_failure(1)], budget=1, round=1, known=[known]) == []  # the pool's questions are known
     assert q2.rejected[0]["reason"] == "repeat of a known question"
     backend3 = ScriptedBackend([(".", json.dumps({"question": near, "answer": "x"}))])
-    q3 = LLMQuestioner(backend3, "llm2llm", max_tries=1, known=[known])
-    q3.question(PROFILE, [_failure(1)], budget=1, round=1)
+    q3 = Strategy("llm2llm", "chat", client=backend3, max_tries=1)
+    q3(PROFILE, [_failure(1)], budget=1, round=1, known=[known])
     assert str(q3.rejected[0]["reason"]).startswith("too similar: ROUGE-L 0.96 > 0.95 to 'Ann has 12")
 
 
@@ -169,8 +172,8 @@ def test_autodetect_targets_weak_and_new_points_with_past_items() -> None:
     records = _scored("add", [1, 2, 5, 8, 9, 2]) + _scored("sub", [9, 9])
     failures = [r for r in records if not r["correct"]]
     successes = [r for r in records if r["correct"]]
-    q = LLMQuestioner(backend, "autodetect", per_point=2, taxonomy=TAXONOMY)
-    items = q.question(profile, failures, budget=10, round=2, successes=successes)
+    q = Strategy("autodetect", "chat", client=backend, taxonomy=TAXONOMY, per_point=2)
+    items = q(profile, failures, budget=10, round=2, successes=successes)
 
     assert [i["knowledge_point"] for i in items] == ["carry_chains", "carry_chains", "add", "add"]
     assert all(i["reference"] is None and "key point: carries" in str(i["why"]) for i in items)
@@ -186,7 +189,7 @@ def test_autodetect_targets_weak_and_new_points_with_past_items() -> None:
 
     few_bad = _scored("add", [9, 8, 7, 6, 5, 4, 2])  # one bad case only: show the 5 lowest
     backend2 = ScriptedBackend([(".", json.dumps({"key_point": "k", "prompt": "Another hard prompt"}))])
-    LLMQuestioner(backend2, "autodetect", per_point=1).question(
+    Strategy("autodetect", "chat", client=backend2, taxonomy=[], per_point=1)(
         WeaknessProfile(round=1, nodes=[_node("add", 0.5)]), [], budget=1, round=1, successes=few_bad
     )
     assert re.findall(r"Score: (\S+)", _user(backend2.calls[0])) == ["7", "6", "5", "4", "2"]
@@ -203,7 +206,7 @@ def _list_reply(req: ChatRequest) -> str:
 
 def test_instructors_learning_from_error_splits_the_budget() -> None:
     backend = ScriptedBackend([("STUDENT'S WRONG ANSWER", _list_reply)])
-    items = LLMQuestioner(backend, "instructors").question(PROFILE, [_failure(i) for i in range(3)], budget=7, round=1)
+    items = Strategy("instructors", "chat", client=backend)(PROFILE, [_failure(i) for i in range(3)], budget=7, round=1)
     assert [sum(i["parent_id"] == f"p{k}" for i in items) for k in range(3)] == [3, 3, 1]  # ceil(7/3), capped
     first = _user(backend.calls[0])
     assert "[STUDENT'S WRONG ANSWER] wrong-0" in first and "write 3 similar questions" in first
@@ -218,8 +221,8 @@ def test_instructors_contrast_shows_nearest_right_answers() -> None:
         {"id": "s2", "instruction": "Reverse the list: a b c", "correct": True},
         {"id": "s3", "instruction": "Question number 41: what is 41 plus 51?", "correct": True},
     ]
-    q = LLMQuestioner(backend, "instructors", contrast=True, k=2)
-    items = q.question(PROFILE, [_failure(5)], budget=2, round=1, successes=successes)
+    q = Strategy("instructors", "chat", client=backend, contrast=True, k=2)
+    items = q(PROFILE, [_failure(5)], budget=2, round=1, successes=successes)
     assert len(items) == 2
     system, user = backend.calls[0].messages[0]["content"], _user(backend.calls[0])
     assert "boundary" in system
@@ -362,11 +365,24 @@ def test_teacher_self_consistency_majority_and_disagreement() -> None:
     tie = LLMTeacher(_voter(["1", "2", "1", "2"]), samples=4, extract=_last_number, min_agreement=0.5)
     assert tie.answer([{"id": "c", "instruction": "?"}])[0]["teacher_note"] == "tie between '1' and '2' (2 each)"
 
-    kept, dropped = LLMAssessor(ScriptedBackend([])).curate([{**weak, "instruction": "?"}])
-    assert kept == [] and dropped[0]["drop_reason"].startswith("malformed: no answer from the teacher (agreement 0.40")
+    kept, dropped = _curate(ScriptedBackend([]), [{**weak, "instruction": "?"}], None)
+    assert kept == [] and dropped[0]["drop_reason"].startswith(
+        "verify: malformed: no answer from the teacher (agreement 0.40"
+    )
 
 
 # -- Assessor -------------------------------------------------------------------------------------------
+def _curate(backend: object, items: list[dict], verifier: object) -> tuple[list[dict], list[dict]]:
+    """The loop's default curators with a chat model: the task's verification, then the 1-5 rating."""
+    parts = Parts(client=backend, task=SimpleNamespace(max_item_chars=None, verifier=verifier), max_tries=2)
+    kept, dropped = [], []
+    for name in ("verify", "quality"):
+        cls = plugins.get("curator", name)
+        kept, out = cls(cls.Config(name=name), parts).curate(items if name == "verify" else kept, Inputs(cls, {}))
+        dropped += out
+    return kept, dropped
+
+
 def _verifier(prediction: str, reference: str, record: dict) -> bool | None:
     return prediction.strip() == reference.strip() if reference.isdigit() else None
 
@@ -418,14 +434,14 @@ def test_assessor_curation_drops_with_reasons() -> None:
         {"id": "e", "instruction": "3+4?", "output": "good", "reference": "seven"},
         {"id": "f", "instruction": "q", "output": "garbled"},
     ]
-    kept, dropped = LLMAssessor(backend, verifier=_verifier, max_tries=2).curate(items)
+    kept, dropped = _curate(backend, items, _verifier)
     assert [(k["id"], k["quality"]) for k in kept] == [("e", 5.0)]
     assert {d["id"]: d["drop_reason"] for d in dropped} == {
-        "a": "malformed: empty instruction",
-        "b": "malformed: no answer from the teacher (tie between '1' and '2' (2 each))",
-        "c": "teacher answer disagrees with the reference",
-        "d": "quality 2 < 4",
-        "f": "unrated: no 'Score: n' in 1-5: '???'",
+        "a": "verify: malformed: empty instruction",
+        "b": "verify: malformed: no answer from the teacher (tie between '1' and '2' (2 each))",
+        "c": "verify: teacher answer disagrees with the reference",
+        "d": "quality: 2 < 4",
+        "f": "quality: unrated: no 'Score: n' in 1-5: '???'",
     }
     assert all(d["kept"] is False for d in dropped)
     assert "Instruction:\nq\n" in _user(backend.calls[0]) and "Score: <rating>" in _user(backend.calls[0])
@@ -435,10 +451,10 @@ def test_assessor_curation_drops_with_reasons() -> None:
 def test_retries_reach_the_model_through_the_call_cache(tmp_path: Path) -> None:
     backend = ScriptedBackend([(".", "not json at all")])
     client = LLMClient(backend, tmp_path / "calls.sqlite")
-    LLMQuestioner(client, "llm2llm", max_tries=3).question(PROFILE, [_failure(1)], budget=5, round=1)
+    Strategy("llm2llm", "chat", client=client, max_tries=3)(PROFILE, [_failure(1)], budget=5, round=1)
     assert len(backend.calls) == 3  # a retry equal to the first try would have been a cache hit
-    again = LLMQuestioner(client, "llm2llm", max_tries=3)
-    assert again.question(PROFILE, [_failure(1)], budget=5, round=1) == []
+    again = Strategy("llm2llm", "chat", client=client, max_tries=3)
+    assert again(PROFILE, [_failure(1)], budget=5, round=1) == []
     assert len(backend.calls) == 3 and str(again.rejected[0]["reason"]).startswith("unparsable")  # re-run: free
     judge = LLMAssessor(client, max_tries=2)
     assert (

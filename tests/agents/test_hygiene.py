@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from loop.hygiene import (
+from agents.hygiene import (
     HygieneError,
     decontaminate,
     exact_dedup,
     minhash_dedup,
-    normalize,
     read_rows,
     rouge_dedup,
     row_text,
     shingles,
 )
+from core.text import question_key
 
 # A 22-word test question: one changed word in it leaves no shared 13-word run.
 ROBE = "A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total does it take?"
@@ -44,8 +44,8 @@ def test_text_field_and_normalisation() -> None:
         row_text({"x": 1})
     with pytest.raises(HygieneError, match="field 'instruction' must be a string, got int"):
         row_text({"instruction": 3})
-    assert normalize("  What IS 7+1?! ") == "what is 7 + 1"
-    assert normalize("What is 7 - 1?") != normalize("What is 7 + 1?")
+    assert question_key("  What IS 7+1?! ") == "what is 7 + 1"
+    assert question_key("What is 7 - 1?") != question_key("What is 7 + 1?")
 
 
 def test_exact_dedup_keeps_first_and_names_the_match() -> None:

@@ -7,7 +7,8 @@ copy with `kept=False`, its input position `row_index`, `drop_reason`, `drop_det
 Results are deterministic and inputs are never mutated.
 
 Words are lowercase runs of letters and digits plus arithmetic symbols (`+ - * / = < > % ^`), so that
-"What is 7 + 1?" and "What is 7 - 1?" stay different while case, spacing and punctuation do not count.
+"What is 7 + 1?" and "What is 7 - 1?" stay different while case, spacing and punctuation do not count;
+exact duplicates are those with the same `core.text.question_key`, the project's one "same question".
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from agents.similarity import RougeIndex, lcs_length
-from trainers.jsonl import iter_jsonl
+from core.jsonl import iter_jsonl
+from core.text import question_key
 
 Record = dict[str, object]
 TEXT_FIELDS = ("instruction", "question", "prompt")
@@ -42,11 +44,6 @@ class HygieneError(ValueError):
 def words(text: str) -> list[str]:
     """Lowercase words and arithmetic symbols of `text`; punctuation and spacing separate them."""
     return _WORD.findall(text.lower())
-
-
-def normalize(text: str) -> str:
-    """`text`'s words joined by single spaces: the key of exact duplicate checks."""
-    return " ".join(words(text))
 
 
 def row_text(row: Mapping[str, object], field: str | None = None) -> str:
@@ -140,10 +137,10 @@ def exact_dedup(
     """(kept, dropped): drop rows whose normalised text equals an `against` row or an earlier kept row."""
     seen: dict[str, tuple[str, int, Record, str]] = {}
     for i, (row, text) in enumerate(zip(against, _texts(against, field, "against"), strict=True)):
-        seen.setdefault(normalize(text), ("against", i, row, text))
+        seen.setdefault(question_key(text), ("against", i, row, text))
     kept, dropped = [], []
     for i, (row, text) in enumerate(zip(rows, _texts(rows, field, "input"), strict=True)):
-        key = normalize(text)
+        key = question_key(text)
         if key in seen:
             first = seen[key]
             detail = f"same text as {first[0]} row {row_id(first[2], first[1])}"

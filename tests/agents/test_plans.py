@@ -3,10 +3,11 @@ from __future__ import annotations
 import pytest
 
 from agents.assessor import WorldAssessor, error_type
-from agents.questioner import WorldQuestioner, allocate
+from agents.proposal import allocate
 from agents.roles import NodeStats, WeaknessProfile
 from agents.tasks.world import solve
 from agents.teacher import WorldOracle
+from tests.helpers import Strategy
 
 
 def _node(point: str, acc: float, history: list[float] | None = None) -> NodeStats:
@@ -25,10 +26,10 @@ def test_allocate_is_exact_and_proportional() -> None:
 
 def test_weakness_follows_failure_and_random_is_uniform() -> None:
     prof = _profile([_node("cmp.max", 0.0), _node("seq.last", 0.5), _node("num.next", 1.0)])
-    items = WorldQuestioner("weakness", 0, 2).question(prof, [], 90, 1)
+    items = Strategy("weakness", seed=0, difficulty=2)(prof, [], 90, 1)
     by = {p: sum(i["knowledge_point"] == p for i in items) for p in ("cmp.max", "seq.last", "num.next")}
     assert by == {"cmp.max": 60, "seq.last": 30, "num.next": 0}
-    rnd = WorldQuestioner("random", 0, 2, points=["cmp.max", "seq.last", "num.next"]).question(prof, [], 90, 1)
+    rnd = Strategy("random", seed=0, difficulty=2, points=["cmp.max", "seq.last", "num.next"])(prof, [], 90, 1)
     assert {i["knowledge_point"] for i in rnd} == {"cmp.max", "seq.last", "num.next"} and len(rnd) == 90
 
 
@@ -41,7 +42,7 @@ def test_frontier_curriculum_parking_and_mastery() -> None:
     ]
     profile = _profile(nodes, {"add.carry": 120})
     profile.fed_rounds = {"add.carry": 2}
-    items = WorldQuestioner("frontier", 0, 2).question(profile, [], 100, 3)
+    items = Strategy("frontier", seed=0, difficulty=2)(profile, [], 100, 3)
     points = {i["knowledge_point"] for i in items}
     assert points == {"cmp.max", "seq.last"}
     assert {i["difficulty"] for i in items if i["knowledge_point"] == "seq.last"} == {1, 2}
@@ -54,19 +55,19 @@ def test_llm2llm_one_item_per_failure_with_parent() -> None:
         {"id": f"probe-{i}", "knowledge_point": "cmp.max", "facet": "first is the answer", "difficulty": 2}
         for i in range(5)
     ]
-    items = WorldQuestioner("llm2llm", 0, 2).question(_profile([]), failures, 100, 1)
+    items = Strategy("llm2llm", seed=0, difficulty=2)(_profile([]), failures, 100, 1)
     assert [i["parent_id"] for i in items] == [f"probe-{i}" for i in range(5)]
     assert all(i["facet"] == "first is the answer" for i in items)
-    assert len(WorldQuestioner("llm2llm", 0, 2).question(_profile([]), failures, 3, 1)) == 3
+    assert len(Strategy("llm2llm", seed=0, difficulty=2)(_profile([]), failures, 3, 1)) == 3
 
 
 def test_deterministic_and_bad_strategy() -> None:
     prof = _profile([_node("cmp.max", 0.5)])
-    assert WorldQuestioner("frontier", 1, 2).question(prof, [], 20, 2) == WorldQuestioner("frontier", 1, 2).question(
+    assert Strategy("frontier", seed=1, difficulty=2)(prof, [], 20, 2) == Strategy("frontier", seed=1, difficulty=2)(
         prof, [], 20, 2
     )
-    with pytest.raises(ValueError, match="allowed: llm2llm"):
-        WorldQuestioner("best", 0, 2)
+    with pytest.raises(ValueError, match="allowed: autodetect, frontier, instructors, llm2llm, random, weakness"):
+        Strategy("best", seed=0, difficulty=2)
 
 
 def test_teacher_and_assessor_curate_with_reasons() -> None:
@@ -111,7 +112,7 @@ def test_error_types(pred: str, gold: str, label: str | None) -> None:
 
 def test_a_facet_missing_at_the_curriculum_level_falls_back_to_the_point() -> None:
     node = NodeStats("word.add|answer has 2 chars", "word.add", "answer has 2 chars", 30, 0, 0.0, 0.0, 0.1, [], True)
-    items = WorldQuestioner("frontier", 0, 2).question(_profile([node]), [], 10, 1)
+    items = Strategy("frontier", seed=0, difficulty=2)(_profile([node]), [], 10, 1)
     assert len(items) == 10 and {i["difficulty"] for i in items} == {1, 2}
     assert all("absent at level 1" in i["why"] for i in items if i["difficulty"] == 1)
 
@@ -120,41 +121,41 @@ def test_frontier_parks_on_evidence_not_on_rounds() -> None:
     starved = _node("mul.by10", 0.0, history=[0.0, 0.0])
     profile = _profile([starved, _node("cmp.max", 0.5)], {"mul.by10": 20})
     profile.fed_rounds = {"mul.by10": 2}
-    q = WorldQuestioner("frontier", 0, 2, park_after=60)
-    fed_little = q.question(profile, [], 60, 3)
+    q = Strategy("frontier", seed=0, difficulty=2, park_after=60)
+    fed_little = q(profile, [], 60, 3)
     assert any(i["knowledge_point"] == "mul.by10" for i in fed_little)  # 20 items are no evidence yet
     profile.fed = {"mul.by10": 60}
-    parked = q.question(profile, [], 60, 3)
+    parked = q(profile, [], 60, 3)
     assert {i["knowledge_point"] for i in parked} == {"cmp.max"} and len(parked) == 60
 
 
 def test_only_unseen_questions_and_an_exhausted_point_passes_its_share_on() -> None:
     # mul.table at level 1 has 72 distinct questions (a, b in 0..5, two phrasings); remember all but 3.
-    q = WorldQuestioner("random", 0, 1, points=["mul.table", "seq.last"])
+    q = Strategy("random", seed=0, difficulty=1, points=["mul.table", "seq.last"])
     every = {f"What is {a} {op} {b}?" for a in range(6) for b in range(6) for op in ("*", "times")}
-    probe = WorldQuestioner("random", 0, 1, points=["mul.table"]).question(_profile([]), [], 5, 1)
+    probe = Strategy("random", seed=0, difficulty=1, points=["mul.table"])(_profile([]), [], 5, 1)
     assert all(i["instruction"] in every for i in probe)  # the template the assertion relies on
     left = sorted(every)[:3]
-    q.remember(every - set(left))
-    items = q.question(_profile([]), [], 40, 1)
+    known = every - set(left)
+    items = q(_profile([]), [], 40, 1, known=known)
     table = [i["instruction"] for i in items if i["knowledge_point"] == "mul.table"]
     assert sorted(table) == left  # the three unseen ones, once each
     assert len(items) == 40 and len({i["instruction"] for i in items}) == 40  # the rest went to seq.last
-    again = q.question(_profile([]), [], 10, 2)
+    again = q(_profile([]), [], 10, 2, known=[*known, *(i["instruction"] for i in items)])
     assert not {i["instruction"] for i in again} & {i["instruction"] for i in items}
 
 
 def test_frontier_without_curriculum_feeds_a_stuck_node_at_the_task_level() -> None:
     profile = _profile([_node("seq.last", 0.0), _node("cmp.max", 0.5)])
-    items = WorldQuestioner("frontier", 0, 2, curriculum=False).question(profile, [], 40, 1)
+    items = Strategy("frontier", seed=0, difficulty=2, curriculum=False)(profile, [], 40, 1)
     assert {i["difficulty"] for i in items} == {2}
     assert sum(i["knowledge_point"] == "seq.last" for i in items) == 20  # weight 0.25 = p(1-p) at p=0.5
 
 
 def test_frontier_explore_feeds_an_unfed_stuck_node_by_its_failure_until_parked() -> None:
     nodes = [_node("seq.last", 0.0), _node("cmp.max", 0.5)]
-    q = WorldQuestioner("frontier", 0, 2, curriculum=False, explore=True, park_after=60)
-    items = q.question(_profile(nodes), [], 50, 1)
+    q = Strategy("frontier", seed=0, difficulty=2, curriculum=False, explore=True, park_after=60)
+    items = q(_profile(nodes), [], 50, 1)
     assert sum(i["knowledge_point"] == "seq.last" for i in items) == 40  # weight 1.0 against p(1-p) = 0.25
-    parked = q.question(_profile(nodes, {"seq.last": 60}), [], 50, 2)
+    parked = q(_profile(nodes, {"seq.last": 60}), [], 50, 2)
     assert {i["knowledge_point"] for i in parked} == {"cmp.max"}

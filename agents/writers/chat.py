@@ -1,0 +1,195 @@
+"""A chat model as a writer: asks sent in batches, replies parsed, novel candidates kept, the rest re-asked.
+
+A plan with a prompt of its own (llm2llm, instructors, autodetect) builds each ask's chat; for a plan that
+only weighs nodes (weakness, frontier, random) the budget is split by the weights and each node gets the
+generic `point_items` prompt: the node's description and up to `examples` of its failed probes. A
+candidate is kept only if it is not a known question and its ROUGE-L to every known one is at most
+`rouge_max`; an ask is re-asked (with another seed) at most `max_tries` times, then recorded as rejected
+with its reason.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import partial
+
+from pydantic import Field
+
+from agents.llm.parsing import ParseError, excerpt, parse_json_list
+from agents.llm.prompts import render
+from agents.llm.types import ChatRequest, Message, Sampling
+from agents.proposal import Ask, Candidate, Proposal, Written, allocate, rejection
+from agents.similarity import RougeIndex
+from core.plugins import Inputs, Plugin, PluginConfig, register
+from core.records import Record, item_id
+from core.text import question_key
+
+
+class ChatWriterConfig(PluginConfig):
+    """Writing by a chat model (teacher.llm)."""
+
+    rouge_max: float = Field(
+        0.95, gt=0, le=1, description="drop a candidate whose ROUGE-L to a known question is above this (LLM2LLM)"
+    )
+    examples: int = Field(3, ge=0, description="weighted plans: failed probes of the node shown in its prompt")
+
+
+@dataclass
+class _Job:
+    ask: Ask
+    messages: object
+    kept: list[Candidate] = field(default_factory=list)
+    reason: str = ""
+    excerpt: str = ""
+
+
+@register
+class ChatWriter(Plugin):
+    """Candidates written by the run's chat model."""
+
+    name = "chat"
+    kind = "writer"
+    Config = ChatWriterConfig
+    needs = frozenset({"chat"})
+    reads = ("known", "failures", "taxonomy")
+    default_rank = 1
+    rng_tag = "llm-questioner"
+    config: ChatWriterConfig
+
+    def write(
+        self, proposal: Proposal, budget: int, round: int, rng: random.Random, inputs: Inputs, strategy: str
+    ) -> Written:
+        """Candidates for every ask (and for the weights, split by `allocate`), each novel."""
+        self._seen: set[str] = set()
+        self._index = RougeIndex()
+        self._remember(inputs["known"])
+        asks = list(proposal.asks) + self._weighted_asks(proposal, budget - len(proposal.asks), inputs)
+        jobs = [_Job(a, a.messages or partial(_point_messages, a)) for a in asks]
+        self._run(jobs, round)
+        items, rejected = [], []
+        for job in jobs:
+            for question, answer, note in job.kept:
+                items.append(self._record(job.ask, question, answer, note, round, len(items), strategy))
+            if len(job.kept) < job.ask.n:
+                got = (
+                    f"kept {len(job.kept)} of {job.ask.n} after {self.parts.max_tries} tries; last: "
+                    if job.ask.n > 1
+                    else ""
+                )
+                rejected.append(rejection(job.ask.parent["id"], got + (job.reason or "no candidate"), job.excerpt))
+        return Written(items, rejected)
+
+    def _weighted_asks(self, proposal: Proposal, budget: int, inputs: Inputs) -> list[Ask]:
+        if not proposal.weights:
+            return []
+        descriptions = {str(p["id"]): str(p.get("description", "")) for p in inputs["taxonomy"]}
+        failures = inputs["failures"]
+        asks = []
+        for v, (key, n) in enumerate(sorted(allocate(proposal.weights, budget).items(), key=lambda kv: str(kv[0]))):
+            point, facet, level = key
+            node = f"{point}|{facet}" if facet else point
+            shown = [
+                f for f in failures if f.get("knowledge_point") == point and (facet is None or f.get("facet") == facet)
+            ]
+            parent: Record = {"id": node, "knowledge_point": point, "facet": facet, "difficulty": level}
+            context = {"description": descriptions.get(point, ""), "examples": shown[: self.config.examples]}
+            asks.append(Ask(parent, n, proposal.reasons[key], key, variant=v, context=context))
+        return asks
+
+    def _remember(self, questions: object) -> None:
+        for q in questions:  # type: ignore[attr-defined]
+            key = question_key(q)
+            if key not in self._seen:
+                self._seen.add(key)
+                self._index.add(str(q))
+
+    def _run(self, jobs: list[_Job], round: int) -> None:
+        for attempt in range(self.parts.max_tries):
+            pending = [j for j in jobs if len(j.kept) < j.ask.n]
+            if not pending:
+                break
+            requests = [
+                ChatRequest(j.messages(j.ask.n - len(j.kept)), self._sampling(round, j.ask, attempt), "questioner")  # type: ignore[operator]
+                for j in pending
+            ]
+            for job, result in zip(pending, self.parts.client.chat(requests), strict=True):
+                self._take(job, result.texts[0] if result.texts else "")
+
+    def _sampling(self, round: int, ask: Ask, attempt: int) -> Sampling:
+        # Calls are cached by request, and a fixed seed makes identical prompts return identical samples:
+        # every (round, variant, attempt) must be a distinct request.
+        seed = (round * 1000 + ask.variant) * self.parts.max_tries + attempt
+        return Sampling(temperature=self.parts.temperature, max_tokens=self.parts.max_tokens, seed=seed)
+
+    def _take(self, job: _Job, text: str) -> None:
+        try:
+            candidates = (job.ask.parse or _parse_list)(text)
+        except ParseError as err:
+            job.reason, job.excerpt = f"unparsable: {err}", err.excerpt
+            return
+        for question, answer, note in candidates:
+            if len(job.kept) >= job.ask.n:
+                break
+            problem = self._novelty(question)
+            if problem:
+                job.reason, job.excerpt = problem, excerpt(question)
+                continue
+            self._remember([question])
+            job.kept.append((question, answer, note))
+
+    def _novelty(self, question: str) -> str | None:
+        """Why a candidate question is not new enough, or None when it is."""
+        if not question:
+            return "empty question"
+        if question_key(question) in self._seen:
+            return "repeat of a known question"
+        limit = self.config.rouge_max
+        score, where = self._index.best(question, stop_above=limit)
+        if score > limit and where is not None:
+            return f"too similar: ROUGE-L {score:.2f} > {limit} to {excerpt(self._index.texts[where], 80)!r}"
+        return None
+
+    def _record(
+        self, ask: Ask, question: str, answer: str | None, note: str, round: int, i: int, strategy: str
+    ) -> Record:
+        p = ask.parent
+        return {
+            "id": item_id(round, strategy, i),
+            "instruction": question,
+            "reference": answer,
+            "knowledge_point": p.get("knowledge_point"),
+            "facet": p.get("facet"),
+            "skill": p.get("skill"),
+            "difficulty": p.get("difficulty"),
+            "source": "synthetic",
+            "round": round,
+            "strategy": strategy,
+            "writer": self.name,
+            "parent_id": p["id"],
+            "why": f"{ask.why}; key point: {note}" if note else ask.why,
+        }
+
+
+def _point_messages(ask: Ask, n: int) -> list[Message]:
+    """The generic prompt for a weighted node: write n new questions testing it, like its failures."""
+    context = ask.context
+    examples = [
+        {"question": f["instruction"], "answer": f.get("output", ""), "prediction": f.get("prediction", "")}
+        for f in context["examples"]  # type: ignore[index]
+    ]
+    user = render(
+        "point_items",
+        point=ask.parent["knowledge_point"],
+        facet=ask.parent.get("facet"),
+        description=context["description"],  # type: ignore[index]
+        examples=examples,
+        why=ask.why,
+        n=n,
+    )
+    return [{"role": "system", "content": render("point_items_system")}, {"role": "user", "content": user}]
+
+
+def _parse_list(text: str) -> list[Candidate]:
+    rows = parse_json_list(text, required=("question", "answer"))
+    return [(str(r["question"]).strip(), str(r["answer"]).strip(), "") for r in rows]
