@@ -33,6 +33,7 @@ from agents.roles import WeaknessProfile
 from agents.search import WorldSearch, cell_stats
 from loop.config import RunConfig
 from loop.console import console
+from loop.detect_report import describe_cell, write_html, write_plots
 from loop.parts import make_client, make_teacher, plugin_parts
 from loop.store import read_jsonl, write_jsonl, write_text_atomic
 from loop.student import build_student, evaluate, train_student
@@ -114,8 +115,6 @@ def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
             seconds["llm_tokens"] = float(usage.tokens)
         report = build_report(graded, cfg, opts, origin, seconds, time.perf_counter() - t_start, describe)
         write_text_atomic(out / "report.json", json.dumps(report, indent=1))
-        from loop.detect_report import write_html, write_plots
-
         plots = write_plots(report, out)
         write_html(report, plots, out / "report.html")
         tracker.log_table("detect/points", [_point_row(p) for p in report["points"]])
@@ -395,11 +394,6 @@ def _worst_examples(records: list[Record], n: int) -> list[Record]:
 def _point_row(p: dict[str, object]) -> Record:
     keys = ("point", "skill", "items", "failed", "failure_rate", "ci_low", "ci_high", "sweep_failure_rate")
     return {k: p[k] for k in keys}
-
-
-def describe_cell(cell: Record) -> str:
-    """'level 2, no 0 digit: 57/57' for a point's worst cell."""
-    return f"level {cell['difficulty']}, {cell['facet']}: {cell['failed']}/{cell['items']}"
 
 
 def print_summary(report: dict[str, object], out: Path) -> None:

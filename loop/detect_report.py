@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")  # files only; a machine without a screen must draw too
 import matplotlib.pyplot as plt  # noqa: E402
 
-from loop.detect import describe_cell  # noqa: E402
-
 Report = dict[str, object]
+
+
+def describe_cell(cell: dict[str, object]) -> str:
+    """'level 2, no 0 digit: 57/57' for a point's worst cell."""
+    return f"level {cell['difficulty']}, {cell['facet']}: {cell['failed']}/{cell['items']}"
 
 
 def write_plots(report: Report, out: Path) -> list[Path]:
@@ -141,96 +144,17 @@ def _scores(report: Report, path: Path) -> Path:
 
 
 # -- HTML -------------------------------------------------------------------------------------------
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}
-td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}
-th{background:#f3f3f3}td.num{text-align:right}img{max-width:100%;margin:.5em 0}code{background:#f3f3f3;padding:0 .2em}
-"""
+TEMPLATE = Path(__file__).with_name("templates") / "detect_report.html.j2"
 
 
 def write_html(report: Report, plots: list[Path], path: Path) -> Path:
-    """One page with everything; the PNGs are embedded, so the file alone can be mailed or archived."""
-    e = html.escape
-    o = report["overall"]  # type: ignore[assignment]
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>gaploop detect</title><style>{_STYLE}</style>",
-        "</head><body><h1>Capability gaps</h1>",
-        f"<p>Student: {e(str(report['student']))}. {o['items']} items asked in {len(report['iterations'])} "  # type: ignore[index, arg-type]
-        f"search iterations; {o['failed']} failed (failure rate {o['failure_rate']:.3f}). "  # type: ignore[index]
-        f"{len(report['facet_splits'])} facet splits.</p>",  # type: ignore[arg-type]
-        "<h2>Knowledge points, weakest first</h2>",
-        "<p>The failure rate counts every item asked of a point, and the search asks more where it finds failures, "
-        "so it is the rate the search could provoke; <em>first sweep</em> is iteration 0 alone (the point at the "
-        "task level, drawn at random): the unsteered estimate.</p>",
-        _table(
-            ["point", "category", "failure rate", "95% CI", "first sweep", "items", "worst cell / score", "errors"],
-            [
-                [
-                    e(p["point"]),
-                    e(p["skill"]),
-                    f"{p['failure_rate']:.3f}",
-                    f"{p['ci_low']:.2f}-{p['ci_high']:.2f}",
-                    f"{p['sweep_failure_rate']:.3f}",
-                    str(p["items"]),
-                    e(describe_cell(p["worst_cell"]) if p["worst_cell"] else f"mean score {p['mean_score']:.1f}"),
-                    e(", ".join(f"{k} {v}" for k, v in p["error_types"].items())),
-                ]
-                for p in report["points"]  # type: ignore[union-attr]
-            ],
-        ),
-    ]
-    for plot in plots:
-        data = base64.b64encode(plot.read_bytes()).decode("ascii")
-        parts.append(f"<img alt='{e(plot.stem)}' src='data:image/png;base64,{data}'>")
-    if report["facet_splits"]:
-        parts.append("<h2>Facet splits (where inside a point the failures concentrate)</h2>")
-        parts.append(
-            _table(
-                ["point", "facet", "why"],
-                [[e(str(r["point"])), e(", ".join(r["facets"])), e(str(r["why"]))] for r in report["facet_splits"]],  # type: ignore[union-attr]
-            )
-        )
-    parts.append("<h2>Worst examples of the weakest points</h2>")
-    for w in report["weakest"]:  # type: ignore[union-attr]
-        parts.append(f"<h3>{e(w['point'])} (failure rate {w['failure_rate']:.3f})</h3>")
-        parts.append(
-            _table(
-                ["level", "facet", "question", "expected", "student", "error"],
-                [
-                    [
-                        str(x["difficulty"]),
-                        e(str(x["facet"])),
-                        e(str(x["question"])),
-                        e(str(x["expected"])),
-                        e(str(x["answer"])),
-                        e(str(x["error_type"])),
-                    ]
-                    for x in w["examples"]
-                ],
-            )
-        )
-    parts.append("<h2>Iterations</h2>")
-    parts.append(
-        _table(
-            ["iteration", "items", "failed", "failure rate"],
-            [
-                [str(r["iteration"]), str(r["items"]), str(r["failed"]), f"{r['failure_rate']:.3f}"]
-                for r in report["iterations"]
-            ],  # type: ignore[union-attr]
-        )
-    )
-    parts.append(
-        "<p>Everything on this page is in <code>report.json</code>; every item asked, with the "
-        "student's answer and grade, is in <code>items.jsonl</code>.</p></body></html>"
-    )
+    """One page with everything, rendered from `loop/templates/detect_report.html.j2` (every value escaped);
+    the PNGs are embedded, so the file alone can be mailed or archived."""
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
+    images = [{"name": p.stem, "data": base64.b64encode(p.read_bytes()).decode("ascii")} for p in plots]
+    page = template.render(report=report, plots=images, describe_cell=describe_cell)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"

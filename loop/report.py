@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from loop.console import console
 
-if TYPE_CHECKING:
-    from loop.runner import Round
+
+@dataclass
+class Round:
+    """What one round did, for the summary table and the stopping rules."""
+
+    index: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    times: dict[str, float] = field(default_factory=dict)
 
 
 def print_round_table(rd: Round, first: Round) -> None:

@@ -11,7 +11,6 @@ stage is the config's choice of plugins; this file never asks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -23,7 +22,7 @@ from loop.config import RunConfig, config_from_dict, dump_config
 from loop.console import console
 from loop.files import RunFiles
 from loop.parts import make_client
-from loop.report import print_round_table
+from loop.report import Round, print_round_table
 from loop.stages import Stages
 from loop.steps import HOLD_ENV, Steps
 from loop.stopping import stop_reason
@@ -32,15 +31,6 @@ from loop.tasks import DatasetTask, Task, make_task
 from loop.tracking import Tracker
 
 __all__ = ["HOLD_ENV", "Round", "Runner", "resume_run", "start_run"]
-
-
-@dataclass
-class Round:
-    """What one round did, for the summary table and the stopping rules."""
-
-    index: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    times: dict[str, float] = field(default_factory=dict)
 
 
 class Runner:

@@ -8,7 +8,7 @@ round-0 and final held-out test accuracy per strategy, and each strategy's gain 
         [--out runs/ablation] [--jobs N] [CONFIG] [key=value ...]
 
 A strategy may also be a labelled variant, `LABEL:key=value,key=value` (e.g.
-`flat:synthesis.strategy=frontier,synthesis.curriculum=false`), to ablate one part of a strategy.
+`flat:synthesis.plan={name: frontier, curriculum: false}`), to ablate one part of a strategy.
 With --jobs N > 1, N runs go at once, each limited to one torch thread (two runs of two threads on a
 2-core machine were 7-15x slower than one). Accuracy does not depend on the thread count.
 """
@@ -86,9 +86,9 @@ def run_dir_of(args: argparse.Namespace, strategy: str, seed: int) -> Path:
 
 
 def variant_overrides(spec: str) -> list[str]:
-    """`frontier` -> [synthesis.strategy=frontier]; `LABEL:a=1,b=2` -> [a=1, b=2]."""
+    """`frontier` -> [synthesis.plan=frontier]; `LABEL:a=1,b=2` -> [a=1, b=2]."""
     if ":" not in spec:
-        return [f"synthesis.strategy={spec}"]
+        return [f"synthesis.plan={spec}"]
     return [o for o in spec.split(":", 1)[1].split(",") if o]
 
 

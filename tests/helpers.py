@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from agents.proposal import Proposer
 from agents.roles import WeaknessProfile
@@ -10,6 +17,7 @@ from agents.tasks.world import get_point, points_for
 from core import plugins
 from core.plugins import Parts
 from core.records import Record
+from loop.steps import HOLD_ENV
 
 
 class Strategy:
@@ -66,3 +74,35 @@ def _point(point_id: str) -> Record:
     except KeyError:
         return {"id": point_id, "category": "", "description": ""}
     return {"id": point_id, "category": kp.skill, "description": kp.description}
+
+
+def rows(path: Path) -> list[dict]:
+    """The rows of a JSONL file."""
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def start(args: list[str], hold: str | None, log: Path) -> subprocess.Popen:
+    """`gaploop ARGS` in a process group of its own, holding at `hold` (the test hook), output to `log`."""
+    env = {k: v for k, v in os.environ.items() if k != HOLD_ENV}
+    if hold:
+        env[HOLD_ENV] = hold
+    return subprocess.Popen(
+        [sys.executable, "-m", "loop.cli", *args],
+        stdout=open(log, "a"),  # noqa: SIM115 - the child owns it
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def kill_when_held(proc: subprocess.Popen, log: Path, hold: str, timeout: float = 300) -> None:
+    """SIGKILL the whole process group once the run says it holds at `hold`."""
+    deadline = time.monotonic() + timeout
+    r, phase = hold.split("/")
+    needle = f"holding in round {int(r.split('_')[1])} phase {phase}"
+    while needle not in log.read_text():
+        assert proc.poll() is None, f"run ended before reaching {hold}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"never reached {hold}"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

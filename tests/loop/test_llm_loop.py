@@ -14,7 +14,7 @@ import pytest
 from loop.config import ConfigError, load_config
 from loop.runner import start_run
 from loop.tasks import WorldTask
-from tests.loop.test_runner import _kill_when_held, _rows, _start
+from tests.helpers import kill_when_held, rows, start
 
 LLM_SMALL = [
     "configs/demo_llm.yaml",
@@ -39,11 +39,11 @@ LLM_SMALL = [
 def test_llm_loop_end_to_end_killed_in_question_and_resumed_from_the_cache(tmp_path: Path) -> None:
     run, log = tmp_path / "run", tmp_path / "log.txt"
     log.write_text("")
-    proc = _start(["run", *LLM_SMALL, f"run_dir={run}"], "round_001/question", log)
+    proc = start(["run", *LLM_SMALL, f"run_dir={run}"], "round_001/question", log)
     try:
         # The Questioner made (and cached) its calls, then the process dies before writing its records.
-        _kill_when_held(proc, log, "round_001/question", timeout=1800)
-        proc = _start(["resume", str(run)], None, log)
+        kill_when_held(proc, log, "round_001/question", timeout=1800)
+        proc = start(["resume", str(run)], None, log)
         assert proc.wait(timeout=1800) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:  # a failed assertion must not leave a training run behind
@@ -54,18 +54,18 @@ def test_llm_loop_end_to_end_killed_in_question_and_resumed_from_the_cache(tmp_p
     assert manifest["status"] == "finished"
     assert manifest["phases"]["round_000/teacher"]["status"] == "done"
     assert (run / "teacher" / "model.safetensors").exists() and (run / "llm_cache.sqlite").exists()
-    metrics = {m["round"]: m for m in _rows(run / "metrics.jsonl") if "test/accuracy" in m}
+    metrics = {m["round"]: m for m in rows(run / "metrics.jsonl") if "test/accuracy" in m}
     m = metrics[1]
-    failures = [p for p in _rows(run / "round_000" / "eval_probe.jsonl") if not p["correct"]]
+    failures = [p for p in rows(run / "round_000" / "eval_probe.jsonl") if not p["correct"]]
     jobs = min(len(failures), 12)
     # One llm2llm request per failure (re-asks add more), each asked twice: before the kill and after.
     fresh = m["llm/questioner/calls"] - m["llm/questioner/cached_calls"]
     assert fresh >= jobs and m["llm/questioner/cached_calls"] == fresh, m
     assert m["llm/total_tokens"] > 0 and m["llm/tokens"] == m["llm/total_tokens"]
 
-    items = _rows(run / "round_001" / "items.jsonl")
-    candidates = _rows(run / "round_001" / "candidates.jsonl")
-    rejected = _rows(run / "round_001" / "dropped_question.jsonl")
+    items = rows(run / "round_001" / "items.jsonl")
+    candidates = rows(run / "round_001" / "candidates.jsonl")
+    rejected = rows(run / "round_001" / "dropped_question.jsonl")
     assert len(candidates) + len(rejected) == jobs
     assert len(items) == jobs, "every request ends as a kept item or a dropped one with its reason"
     for row in items:
@@ -98,7 +98,7 @@ def test_a_token_budget_stops_the_loop_cleanly_mid_round(tmp_path: Path) -> None
     assert manifest["status"] == "finished" and "token budget spent" in manifest["stop_reason"]
     assert manifest["phases"]["round_001/examine"]["status"] == "done"
     assert "round_001/train" not in manifest["phases"]
-    assert [m["round"] for m in _rows(run / "metrics.jsonl") if "test/accuracy" in m] == [0]
+    assert [m["round"] for m in rows(run / "metrics.jsonl") if "test/accuracy" in m] == [0]
 
 
 def test_llm_config_errors_name_the_field() -> None:

@@ -29,6 +29,7 @@ from core.records import Record
 from loop.config import ConfigError, config_from_dict, dump_config, load_config
 from loop.runner import Runner, resume_run
 from loop.store import RunStore
+from tests.helpers import rows
 
 ROOT = Path(__file__).resolve().parents[2]
 POINTS = ["seq.first", "num.parity", "cmp.max", "seq.last"]
@@ -114,10 +115,6 @@ def _round1(round0: Path, tmp: Path, overrides: Sequence[str], backend: Scripted
     return run
 
 
-def _rows(path: Path) -> list[Record]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
 @pytest.mark.parametrize(
     ("overrides", "strategy"),
     [
@@ -136,7 +133,7 @@ def test_every_strategy_runs_a_round_of_the_loop(
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished"
     assert manifest["phases"]["round_000/train"].get("scheme") == 2  # round 0 was not redone
-    items = _rows(run / "round_001" / "items.jsonl")
+    items = rows(run / "round_001" / "items.jsonl")
     assert items and all(i["strategy"] == strategy and i["source"] == "synthetic" for i in items)
     assert all(i["kept"] == (i["drop_reason"] is None) for i in items)
     assert any(i["kept"] for i in items), [i["drop_reason"] for i in items]
@@ -149,7 +146,7 @@ def test_every_strategy_runs_a_round_of_the_loop(
         profile = json.loads((run / "round_001" / "profile.json").read_text())
         assert [r["kind"] for r in profile["refinements"]] == ["new_point"]
         assert any(str(i["parent_id"]).startswith("point_") for i in items)  # the new point was searched
-        probes = [p for p in _rows(run / "round_001" / "eval_probe.jsonl") if p["knowledge_point"] == "point_0"]
+        probes = [p for p in rows(run / "round_001" / "eval_probe.jsonl") if p["knowledge_point"] == "point_0"]
         assert len(probes) == 5 and all(p["written_by"] == "examiner" and p["output"] for p in probes)  # and probed
 
 
@@ -244,7 +241,7 @@ def test_a_plugin_from_the_test_folder_runs_and_its_state_resumes_exactly(tmp_pa
     assert json.loads((run / "round_001/state/plan-test_echo_archive.json").read_text()) == {"rounds": [1]}
     resume_run(run)  # the config saved in the run directory names the plugin; it is registered here
     assert json.loads((run / "round_002/state/plan-test_echo_archive.json").read_text()) == {"rounds": [1, 2]}
-    items = _rows(run / "round_002" / "items.jsonl")
+    items = rows(run / "round_002" / "items.jsonl")
     assert {i["why"] for i in items if i["instruction"]} == {"seen [1, 2]"}
     assert all(i["refined_by"] == "refined" for i in items if i["instruction"])
     assert json.loads((run / "manifest.json").read_text())["phases"]["round_002/refine"]["status"] == "done"
@@ -305,9 +302,9 @@ def test_a_run_directory_made_before_the_redesign_resumes_where_it_stopped(tmp_p
     done = [k for k, v in before.items() if v["status"] == "done"]
     assert done and all(after[k]["started"] == before[k]["started"] for k in done), "a finished phase was redone"
     assert after["round_001/filter"]["status"] == "done" and after["round_002/log"]["status"] == "done"
-    items = [[i["id"], i["kept"], i["instruction"]] for k in (1, 2) for i in _rows(run / f"round_{k:03d}/items.jsonl")]
+    items = [[i["id"], i["kept"], i["instruction"]] for k in (1, 2) for i in rows(run / f"round_{k:03d}/items.jsonl")]
     assert items == expected["items"], "the resumed rounds differ from what the code that made the folder gives"
-    metrics = [m["test/accuracy"] for m in _rows(run / "metrics.jsonl") if "test/accuracy" in m]
+    metrics = [m["test/accuracy"] for m in rows(run / "metrics.jsonl") if "test/accuracy" in m]
     assert metrics == expected["test_accuracy"]
     cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()), "legacy")
     assert cfg.synthesis.plan.name == "weakness" and cfg.synthesis.writer.name == "generator"  # type: ignore[union-attr]

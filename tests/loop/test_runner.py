@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from loop.config import load_config
-from loop.runner import HOLD_ENV, start_run
+from loop.runner import start_run
+from tests.helpers import kill_when_held, rows, start
 
 SMALL = [
     "task.points=[seq.first, num.parity, cmp.max, seq.last]",
@@ -32,15 +30,11 @@ PHASES_0 = ["data", "build", "train", "evaluate", "log"]
 PHASES_R = ["examine", "question", "answer", "assess", "filter", "train", "evaluate", "log"]
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
 def _items(run: Path) -> list[tuple]:
     return [
         (r["id"], r["kept"], r.get("drop_reason"))
         for k in range(3)
-        for r in _rows(run / f"round_{k:03d}" / "items.jsonl")
+        for r in rows(run / f"round_{k:03d}" / "items.jsonl")
     ]
 
 
@@ -59,11 +53,11 @@ def test_full_run_artifacts_metrics_and_accuracy(reference_run: Path) -> None:
     assert manifest["status"] == "finished"
     done = {k for k, v in manifest["phases"].items() if v["status"] == "done"}
     assert done == {f"round_000/{p}" for p in PHASES_0} | {f"round_{r:03d}/{p}" for r in (1, 2) for p in PHASES_R}
-    metrics = [m for m in _rows(run / "metrics.jsonl") if "round" in m and "test/accuracy" in m]
+    metrics = [m for m in rows(run / "metrics.jsonl") if "round" in m and "test/accuracy" in m]
     assert [m["round"] for m in metrics] == [0, 1, 2]
     assert {"test/accuracy/sequences", "test/accuracy/comparison", "probe/accuracy", "synth/kept"} <= set(metrics[1])
     assert metrics[-1]["test/accuracy"] > metrics[0]["test/accuracy"] + 0.1, [m["test/accuracy"] for m in metrics]
-    synthetic = [r for r in _rows(run / "round_001" / "items.jsonl")]
+    synthetic = [r for r in rows(run / "round_001" / "items.jsonl")]
     assert synthetic and all(r["source"] == "synthetic" and r["round"] == 1 for r in synthetic)
     for r in synthetic:
         assert {"id", "strategy", "parent_id", "knowledge_point", "teacher", "kept", "drop_reason"} <= set(r)
@@ -71,9 +65,9 @@ def test_full_run_artifacts_metrics_and_accuracy(reference_run: Path) -> None:
     assert any(r.get("ifd") is not None for r in synthetic)
     profile = json.loads((run / "round_001" / "profile.json").read_text())
     assert profile["nodes"] and all(0 <= n["ci_low"] <= n["accuracy"] <= n["ci_high"] <= 1 for n in profile["nodes"])
-    test_ids = {r["id"] for r in _rows(run / "test.jsonl")}
-    train_q = {r["instruction"] for k in range(3) for r in _rows(run / f"round_{k:03d}" / "train.jsonl")}
-    assert not train_q & {r["instruction"] for r in _rows(run / "test.jsonl")}, "test item reached training"
+    test_ids = {r["id"] for r in rows(run / "test.jsonl")}
+    train_q = {r["instruction"] for k in range(3) for r in rows(run / f"round_{k:03d}" / "train.jsonl")}
+    assert not train_q & {r["instruction"] for r in rows(run / "test.jsonl")}, "test item reached training"
     assert len(test_ids) == 80
     status = subprocess.run(
         [sys.executable, "-m", "loop.cli", "status", str(run)], capture_output=True, text=True, check=True
@@ -81,47 +75,22 @@ def test_full_run_artifacts_metrics_and_accuracy(reference_run: Path) -> None:
     assert "finished" in status.stdout and "round" in status.stdout
 
 
-def _start(args: list[str], hold: str | None, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != HOLD_ENV}
-    if hold:
-        env[HOLD_ENV] = hold
-    return subprocess.Popen(
-        [sys.executable, "-m", "loop.cli", *args],
-        stdout=open(log, "a"),  # noqa: SIM115 - the child owns it
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-
-
-def _kill_when_held(proc: subprocess.Popen, log: Path, hold: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    r, phase = hold.split("/")
-    needle = f"holding in round {int(r.split('_')[1])} phase {phase}"
-    while needle not in log.read_text():
-        assert proc.poll() is None, f"run ended before reaching {hold}:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"never reached {hold}"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def test_killed_in_every_phase_then_resumed_matches_reference(reference_run: Path, tmp_path: Path) -> None:
     run, log = tmp_path / "run", tmp_path / "log.txt"
     log.write_text("")
     holds = [f"round_000/{p}" for p in PHASES_0] + [f"round_001/{p}" for p in PHASES_R]
-    proc = _start(["run", *SMALL, f"run_dir={run}"], holds[0], log)
-    _kill_when_held(proc, log, holds[0])
+    proc = start(["run", *SMALL, f"run_dir={run}"], holds[0], log)
+    kill_when_held(proc, log, holds[0])
     for hold in holds[1:]:
-        proc = _start(["resume", str(run)], hold, log)
-        _kill_when_held(proc, log, hold)
+        proc = start(["resume", str(run)], hold, log)
+        kill_when_held(proc, log, hold)
         manifest = json.loads((run / "manifest.json").read_text())
         assert manifest["phases"][hold]["status"] == "running"
-    proc = _start(["resume", str(run)], None, log)
+    proc = start(["resume", str(run)], None, log)
     assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert _items(run) == _items(reference_run)
-    rounds = [m["round"] for m in _rows(run / "metrics.jsonl") if "test/accuracy" in m]
+    rounds = [m["round"] for m in rows(run / "metrics.jsonl") if "test/accuracy" in m]
     assert rounds == [0, 1, 2], "a round was logged twice or not at all"
-    ref = [m["test/accuracy"] for m in _rows(reference_run / "metrics.jsonl") if "test/accuracy" in m]
-    got = [m["test/accuracy"] for m in _rows(run / "metrics.jsonl") if "test/accuracy" in m]
+    ref = [m["test/accuracy"] for m in rows(reference_run / "metrics.jsonl") if "test/accuracy" in m]
+    got = [m["test/accuracy"] for m in rows(run / "metrics.jsonl") if "test/accuracy" in m]
     assert got == ref
