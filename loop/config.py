@@ -370,30 +370,6 @@ class RunConfig(_Node):
         return caps
 
     @model_validator(mode="after")
-    def _plugins_can_run(self) -> RunConfig:
-        # Null slots take their defaults here, so config.yaml records exactly which plugins a run used. A run of
-        # round 0 only synthesises nothing: its slots are filled where they can be, and not checked.
-        caps, syn, synthesising = self.capabilities(), self.synthesis, self.rounds.max_rounds > 0
-        for node, where, kind in ((self, "examiner", "examiner"), (syn, "plan", "plan"), (syn, "writer", "writer")):
-            if getattr(node, where) is None:
-                label = where if node is self else f"synthesis.{where}"
-                object.__setattr__(node, where, _default_one(kind, caps, label, required=synthesising))
-        for where, kind in (("curate", "curator"), ("select", "selector")):
-            if getattr(syn, where) is None:
-                object.__setattr__(syn, where, [cls.Config(name=cls.name) for cls in plugins.defaults(kind, caps)])
-        if not synthesising:
-            return self
-        named = [("examiner", "examiner", self.examiner), ("synthesis.plan", "plan", syn.plan)]
-        named += [("synthesis.writer", "writer", syn.writer)]
-        for field_name, kind in (("refine", "refiner"), ("curate", "curator"), ("select", "selector")):
-            named += [(f"synthesis.{field_name}[{i}]", kind, c) for i, c in enumerate(getattr(syn, field_name))]
-        for where, kind, config in named:
-            missing = plugins.missing_needs(plugins.get(kind, config.name), caps)
-            if missing:
-                raise ValueError(f"{where} {config.name!r} needs {' and '.join(missing)}")
-        return self
-
-    @model_validator(mode="after")
     def _dataset_task(self) -> RunConfig:
         task = self.task
         if task.name == "world":
@@ -417,6 +393,30 @@ class RunConfig(_Node):
             raise ValueError("task.dataset.taxonomy 'llm' needs the LLM Examiner: set teacher.kind=llm")
         if task.dataset.kind == "open" and self.teacher.kind != "llm":
             raise ValueError("an open task is graded by the LLM judge: set teacher.kind=llm")
+        return self
+
+    @model_validator(mode="after")
+    def _plugins_can_run(self) -> RunConfig:
+        # Null slots take their defaults here, so config.yaml records exactly which plugins a run used. A run of
+        # round 0 only synthesises nothing: its slots are filled where they can be, and not checked.
+        caps, syn, synthesising = self.capabilities(), self.synthesis, self.rounds.max_rounds > 0
+        for node, where, kind in ((self, "examiner", "examiner"), (syn, "plan", "plan"), (syn, "writer", "writer")):
+            if getattr(node, where) is None:
+                label = where if node is self else f"synthesis.{where}"
+                object.__setattr__(node, where, _default_one(kind, caps, label, required=synthesising))
+        for where, kind in (("curate", "curator"), ("select", "selector")):
+            if getattr(syn, where) is None:
+                object.__setattr__(syn, where, [cls.Config(name=cls.name) for cls in plugins.defaults(kind, caps)])
+        if not synthesising:
+            return self
+        named = [("examiner", "examiner", self.examiner), ("synthesis.plan", "plan", syn.plan)]
+        named += [("synthesis.writer", "writer", syn.writer)]
+        for field_name, kind in (("refine", "refiner"), ("curate", "curator"), ("select", "selector")):
+            named += [(f"synthesis.{field_name}[{i}]", kind, c) for i, c in enumerate(getattr(syn, field_name))]
+        for where, kind, config in named:
+            missing = plugins.missing_needs(plugins.get(kind, config.name), caps)
+            if missing:
+                raise ValueError(f"{where} {config.name!r} needs {' and '.join(missing)}")
         return self
 
 

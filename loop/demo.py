@@ -150,7 +150,10 @@ def score_seed_ifd(cfg: RunConfig, student: Path, seed: list[dict[str, object]])
             batch_size=cfg.ifd.batch_size,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    selection = select_by_ifd(scores, cfg.ifd.top_share, cfg.ifd.threshold)
+    # The configured IFD selection (the selector with a threshold and share), else no selection: keep IFD < 1.
+    chosen = next((c for c in cfg.synthesis.select or [] if hasattr(c, "top_share")), None)
+    top_share, threshold = (chosen.top_share, chosen.threshold) if chosen is not None else (1.0, 1.0)  # type: ignore[attr-defined]
+    selection = select_by_ifd(scores, top_share, threshold)
     kept = set(selection.kept)
     return [
         {
