@@ -124,8 +124,9 @@ class Stages:
     def make_data(self, r: int) -> Out:
         """The seed, the held-out test and (for a dataset) the fixed probe split, disjoint by construction."""
         data = self.task.make_data()
-        client = self.client(r)
-        taxonomy = self.task.label_points(data, client) if self.task.wants_llm_taxonomy and client else None
+        # The client only where the taxonomy needs it: a tiny teacher is built after this step.
+        client = self.client(r) if self.task.wants_llm_taxonomy else None
+        taxonomy = self.task.label_points(data, client) if client is not None else None
         for item in data.seed:
             item.update(source="seed", round=0, strategy=None, parent_id=None, kept=True, drop_reason=None)
         out = Out(stats={**data.counts, **({"taxonomy_points": len(taxonomy)} if taxonomy else {})})

@@ -66,7 +66,9 @@ def test_deterministic_and_bad_strategy() -> None:
     assert Strategy("frontier", seed=1, difficulty=2)(prof, [], 20, 2) == Strategy("frontier", seed=1, difficulty=2)(
         prof, [], 20, 2
     )
-    with pytest.raises(ValueError, match="allowed: autodetect, frontier, instructors, llm2llm, random, weakness"):
+    with pytest.raises(
+        ValueError, match="unknown plan 'best'; allowed: autodetect, frontier, instructors, llm2llm, random"
+    ):
         Strategy("best", seed=0, difficulty=2)
 
 
