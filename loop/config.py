@@ -84,9 +84,9 @@ class LLMConfig(_Node):
         "transformers", description="transformers (local, CPU or GPU), vllm (offline engine), openai (any HTTP API)"
     )
     model: str = Field(
-        "tiny",
-        description="'tiny': a tiny chat model trained here on the agents' own prompts over the task world "
-        "(CPU demo; quality is not the point); else an HF folder, hub name or the served model's name",
+        "smollm2-135m-instruct",
+        description="an HF folder, a hub name, a .gguf file, 'smollm2-135m-instruct' (shipped in a wheel, runs on "
+        "CPU; docs/models.md), or with backend openai the served model's name",
     )
     base_url: str | None = Field(None, description="openai: the endpoint, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai: the environment variable holding the key")
@@ -104,13 +104,11 @@ class LLMConfig(_Node):
     price_completion: float | None = Field(None, ge=0, description="USD per 1M completion tokens")
     budget_tokens: int | None = Field(None, ge=1, description="stop the loop once the agents spent this many tokens")
     budget_cost: float | None = Field(None, gt=0, description="stop the loop once the agents spent this many USD")
-    tiny_rows_per_kind: int = Field(400, ge=1, description="model 'tiny': training chats per agent request kind")
-    tiny_epochs: float = Field(4.0, gt=0, description="model 'tiny': passes over those chats")
 
     @model_validator(mode="after")
     def _endpoint(self) -> LLMConfig:
-        if self.backend == "openai" and self.model == "tiny":
-            raise ValueError("backend 'openai' needs the served model's name in model (not 'tiny')")
+        if self.backend == "openai" and "model" not in self.model_fields_set:
+            raise ValueError("backend 'openai' needs the served model's name in model")
         if self.api_key_env and not self.api_key_env.replace("_", "").isalnum():
             raise ValueError(f"api_key_env must be an environment variable name, got {self.api_key_env!r}")
         return self
@@ -380,10 +378,6 @@ class RunConfig(_Node):
             raise ValueError("task.name 'dataset' needs a task.dataset section (kind, source, fields, ...)")
         if task.points is not None:
             raise ValueError("task.points selects task-world points; a dataset's points come from its data")
-        if self.teacher.kind == "llm" and self.teacher.llm.model == "tiny":
-            raise ValueError(
-                "teacher.llm.model 'tiny' is trained on the task world only; name a real chat model for a dataset task"
-            )
         if self.rounds.max_rounds > 0 and self.teacher.kind != "llm":
             raise ValueError(
                 "a dataset task has no world oracle to write and answer new items: set teacher.kind=llm "

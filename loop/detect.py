@@ -138,8 +138,6 @@ def _check(cfg: RunConfig, opts: DetectOptions) -> None:
             "gaploop detect over a dataset is not built yet: investigate the task world, or a domain with an LLM "
             "(teacher.kind=llm --domain '...')"
         )
-    if cfg.teacher.kind == "llm" and cfg.teacher.llm.model == "tiny":
-        raise DetectError("detect with an LLM needs a real chat model in teacher.llm.model (the tiny one is a demo)")
     if cfg.teacher.kind != "llm" and (opts.domain or opts.taxonomy):
         raise DetectError("--domain and --taxonomy need an LLM to write and judge the test cases: set teacher.kind=llm")
     if opts.domain and opts.taxonomy:

@@ -58,6 +58,7 @@ def migrate(data: Node, source: str) -> list[str]:
         syn["curate"] = ["verify", *([{"name": "quality", "min_quality": min_quality}] if rate else [])]
         moved.append(f"teacher.curate / teacher.min_quality -> synthesis.curate={syn['curate']}")
     moved += _filters(data, syn)
+    moved += _tiny_teacher(teacher)
     for line in moved:
         warnings.warn(f"{source}: deprecated config key: {line}", FutureWarning, stacklevel=3)
     return moved
@@ -84,6 +85,21 @@ def _filters(data: Node, syn: Node) -> list[str]:
         raise ValueError(f"filters: unknown field(s) {', '.join(map(str, f))}")
     syn["select"] = select
     return [f"filters.* / ifd.enabled,threshold,top_share,reverse -> synthesis.select={select}"]
+
+
+def _tiny_teacher(teacher: Node) -> list[str]:
+    """The tiny chat teacher trained on the agents' own requests is retired: SmolLM2 took its place."""
+    llm = _section(teacher, "llm")
+    moved = []
+    knobs = [k for k in ("tiny_rows_per_kind", "tiny_epochs") if k in llm]
+    for k in knobs:
+        llm.pop(k)
+    if knobs:
+        moved.append(f"teacher.llm.{', '.join(knobs)}: dropped (the tiny trained teacher is retired)")
+    if llm.get("model") == "tiny":
+        llm["model"] = "smollm2-135m-instruct"
+        moved.append("teacher.llm.model=tiny -> teacher.llm.model=smollm2-135m-instruct (the tiny teacher is retired)")
+    return moved
 
 
 def _section(data: Node, key: str) -> Node:

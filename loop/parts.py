@@ -84,8 +84,12 @@ def usage_metrics(client: LLMClient, round: int) -> dict[str, float]:
                 f"llm/{agent}/prompt_tokens": u.prompt_tokens,
                 f"llm/{agent}/completion_tokens": u.completion_tokens,
                 f"llm/{agent}/cost": u.cost,
+                f"llm/{agent}/retries": u.retries,
+                f"llm/{agent}/seconds": u.seconds,
             }
         )
+        if u.tokens_per_second is not None:
+            metrics[f"llm/{agent}/tokens_per_s"] = u.tokens_per_second
     this_round = sum(per_agent.values(), Usage())
     total = client.total()
     metrics.update(

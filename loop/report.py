@@ -47,16 +47,27 @@ def print_round_table(rd: Round, first: Round) -> None:
         if "ifd/mean" in m:
             table.add_row("IFD mean / median", f"{m['ifd/mean']:.3f} / {m['ifd/median']:.3f}", "")
         if "llm/tokens" in m:
-            agents = sorted({k.split("/")[1] for k in m if k.startswith("llm/") and k.endswith("/calls")})
-            calls = ", ".join(
-                f"{a} {int(m[f'llm/{a}/calls'])} calls ({int(m[f'llm/{a}/cached_calls'])} cached)" for a in agents
-            )
-            table.add_row("LLM tokens / cost", f"{int(m['llm/tokens'])} / ${m['llm/cost']:.4f}", calls)
+            table.add_row("LLM tokens / cost", f"{int(m['llm/tokens'])} / ${m['llm/cost']:.4f}", "")
+            for agent in sorted({k.split("/")[1] for k in m if k.startswith("llm/") and k.endswith("/calls")}):
+                table.add_row(f"  {agent}", *agent_cells(m, agent))
     table.add_row("pool size", str(int(m.get("pool/size", 0))), "")
     times = " ".join(f"{k} {v:.1f}s" for k, v in rd.times.items() if k not in ("round", "log"))
     table.add_row("phase times", f"{m.get('time/round', 0.0):.1f}s", times)
     table.add_row("orchestration share", f"{m.get('time/orchestration_share', 0.0):.1%}", "")
     console.print(table)
+
+
+def agent_cells(m: dict[str, float], agent: str) -> tuple[str, str]:
+    """(calls, details) of one LLM agent in a round: cached calls, re-asks, completion tokens, tokens/s."""
+    get = lambda key: m.get(f"llm/{agent}/{key}", 0.0)  # noqa: E731
+    rate = m.get(f"llm/{agent}/tokens_per_s")
+    details = [
+        f"{int(get('cached_calls'))} cached",
+        f"{int(get('retries'))} re-asks",
+        f"{int(get('completion_tokens'))} tokens out",
+        *([f"{rate:.0f} tok/s"] if rate is not None else []),
+    ]
+    return f"{int(get('calls'))} calls", ", ".join(details)
 
 
 def status_table(run_dir: Path) -> Table:

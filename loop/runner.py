@@ -50,10 +50,9 @@ class Runner:
         self.config = cfg.model_dump(mode="json")
 
     def client(self, r: int) -> LLMClient:
-        """The LLM client (made at first use, after round 0 built any tiny teacher), counting for round r."""
+        """The LLM client (made at first use: a local model loads only when a step asks it), counting for round r."""
         if self._client is None:
-            model = str(self.root / "teacher") if self.cfg.teacher.llm.model == "tiny" else self.cfg.teacher.llm.model
-            self._client = make_client(self.cfg, self.root, model)
+            self._client = make_client(self.cfg, self.root, self.cfg.teacher.llm.model)
         if hasattr(self._client, "round"):
             self._client.round = r  # type: ignore[union-attr]
         return self._client  # type: ignore[return-value]
@@ -113,8 +112,6 @@ class Runner:
         if r == 0:
             run(r, "data", c("seed", "task", "teacher"), lambda: s.make_data(r))
             run(r, "build", [*c("seed", "student", "task"), f.at(0, F.ITEMS)], lambda: s.build_student(r))
-            if self.cfg.teacher.kind == "llm" and self.cfg.teacher.llm.model == "tiny":
-                run(r, "teacher", c("seed", "teacher", "task"), lambda: s.build_teacher(r))
         else:
             examiner = s.given(r, "examine", [self.cfg.examiner], ["examiner"])
             run(r, "examine", [*c("seed"), *examiner, f.at(r - 1, F.ITEMS)], lambda: s.examine(r))

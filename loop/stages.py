@@ -124,7 +124,7 @@ class Stages:
     def make_data(self, r: int) -> Out:
         """The seed, the held-out test and (for a dataset) the fixed probe split, disjoint by construction."""
         data = self.task.make_data()
-        # The client only where the taxonomy needs it: a tiny teacher is built after this step.
+        # The client only where the taxonomy needs it (a local chat model takes seconds to load).
         client = self.client(r) if self.task.wants_llm_taxonomy else None
         taxonomy = self.task.label_points(data, client) if client is not None else None
         for item in data.seed:
@@ -148,15 +148,6 @@ class Stages:
         data = Data(seed=self.files.rows(0, F.ITEMS), test=[], probe=self.fixed_probes())
         build_student(self.cfg, tmp, self.task.tokenizer_texts(data))
         return Out(files={self.files.root / "base": tmp}, stats={"base": str(self.files.root / "base")})
-
-    def build_teacher(self, r: int) -> Out:
-        """The tiny chat teacher of the CPU LLM demo (loop/tiny_teacher.py), trained on the agents' requests."""
-        from loop.tiny_teacher import build_tiny_teacher
-
-        t0, tmp = time.perf_counter(), self.files.root / "teacher.tmp"
-        build_tiny_teacher(self.cfg, tmp)
-        stats = {"teacher": str(self.files.root / "teacher"), "compute_seconds": time.perf_counter() - t0}
-        return Out(files={self.files.root / "teacher": tmp}, stats=stats)
 
     def base_model(self) -> Path:
         """Where the base student lives."""

@@ -21,7 +21,7 @@ from agents.llm.parsing import Chat
 from agents.llm.prompts import render
 from agents.tasks.datasets import FORMATS, TaskData, is_correct_for, load_rows, make_splits, normalize_label
 from agents.tasks.math import extract_answer, numbers_equal
-from agents.tasks.world import generate_items, get_point, is_correct, normalize_answer, points_for, solve
+from agents.tasks.world import final_answer, generate_items, get_point, is_correct, normalize_answer, points_for, solve
 from loop.config import DatasetConfig, RunConfig
 
 Record = dict[str, object]
@@ -93,16 +93,21 @@ class WorldTask:
         return is_correct(answer, gold)
 
     def extract(self, text: str) -> str | None:
-        """What a teacher's sample votes with."""
-        return normalize_answer(text)
+        """What a teacher's sample votes with: its short answer, normalised."""
+        return normalize_answer(final_answer(text))
 
     def shape_candidate(self, item: Record) -> Record:
         """A new question as the student will see it (world questions are already in form)."""
         return item
 
     def shape_answer(self, item: Record) -> Record:
-        """A teacher-answered item as it will be trained on (world answers are already in form)."""
-        return item
+        """A teacher-answered item as it will be trained on: a chat model's worded reply is cut to its short
+        answer (`final_answer`), the reply kept beside it in `teacher_reply`; one-line answers stay as they are."""
+        reply = str(item.get("output") or "")
+        short = final_answer(reply)
+        if short == reply.strip():
+            return item
+        return {**item, "output": short, "teacher_reply": reply}
 
     def taxonomy(self, records: Sequence[Record] = ()) -> list[Record]:
         """The knowledge points, with their skill as category."""

@@ -2,7 +2,9 @@
 
 Runs `gaploop run` for each strategy and seed (each run in its own process and run directory; a run
 that already finished is read back, an interrupted one is resumed), then prints mean and spread of
-round-0 and final held-out test accuracy per strategy, and each strategy's gain over `random`.
+round-0 and final held-out test accuracy per strategy, and each strategy's gain over `random`; and the
+same over the weak points only (those whose round-0 test accuracy is below --weak-below, per run), with
+each run's time in the loop's phases.
 
     .venv/bin/python scripts/bench_ablation.py [--seeds 0 1 2] [--strategies random llm2llm weakness frontier]
         [--out runs/ablation] [--jobs N] [CONFIG] [key=value ...]
@@ -41,7 +43,20 @@ def final_metrics(run_dir: Path) -> dict[str, dict[str, float]] | None:
             row = json.loads(line)
             if row.get("kept") and row.get("knowledge_point"):
                 kept[row["knowledge_point"]] = kept.get(row["knowledge_point"], 0) + 1
-    return {"first": first, "last": last, "rounds": len(rows), "kept": kept}
+    seconds = sum(sum(json.loads(r.read_text()).get("times", {}).values()) for r in rows)
+    return {"first": first, "last": last, "rounds": len(rows), "kept": kept, "seconds": seconds}
+
+
+def weak_points(run: dict, below: float) -> tuple[float, float, int]:
+    """Mean round-0 and final test accuracy over the points whose round-0 accuracy is below `below`."""
+    keys = [k for k, v in run["first"].items() if k.startswith("test/point/") and v < below]
+    if not keys:
+        return float("nan"), float("nan"), 0
+    return (
+        statistics.fmean(run["first"][k] for k in keys),
+        statistics.fmean(run["last"].get(k, 0.0) for k in keys),
+        len(keys),
+    )
 
 
 def print_points(results: dict[str, list[dict]]) -> None:
@@ -98,6 +113,7 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["random", "llm2llm", "weakness", "frontier"])
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "ablation")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (each then uses one thread)")
+    ap.add_argument("--weak-below", type=float, default=0.5, help="a point is weak below this round-0 accuracy")
     ap.add_argument("rest", nargs="*", help="an optional config file, then key=value overrides")
     args = ap.parse_args()
     config = [a for a in args.rest[:1] if "=" not in a]
@@ -137,6 +153,14 @@ def main() -> None:
             f"{strategy:14s} {stats(first):>15s} {stats(last):>15s} {min(last):7.3f} {max(last):7.3f} "
             f"{gain:+10.3f} {per_seed}"
         )
+    print(f"\nweak points (round-0 test accuracy < {args.weak_below}), mean over their points, then over seeds")
+    print(f"{'strategy':14s} {'points':>6s} {'round 0':>8s} {'final':>8s} {'gain':>7s} {'minutes':>8s}")
+    for strategy, runs in results.items():
+        weak = [weak_points(r, args.weak_below) for r in runs]
+        first, last = statistics.fmean(w[0] for w in weak), statistics.fmean(w[1] for w in weak)
+        minutes = statistics.fmean(r["seconds"] for r in runs) / 60
+        points = statistics.fmean(w[2] for w in weak)
+        print(f"{strategy:14s} {points:6.1f} {first:8.3f} {last:8.3f} {last - first:+7.3f} {minutes:8.1f}")
     print_points(results)
 
 

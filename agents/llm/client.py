@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agents.llm.types import ChatBackend, ChatRequest, ChatResult
@@ -36,13 +36,20 @@ CREATE TABLE IF NOT EXISTS usage (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     cost REAL NOT NULL,
+    retries INTEGER NOT NULL DEFAULT 0,
+    seconds REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (round, agent)
 );
 """
+# Columns added since the first schema: a cache file written before them gets them, zero-filled.
+ADDED_COLUMNS = {"retries": "INTEGER NOT NULL DEFAULT 0", "seconds": "REAL NOT NULL DEFAULT 0"}
 ADD_USAGE = """
-INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO usage (round, agent, calls, cached_calls, prompt_tokens, completion_tokens, cost, retries, seconds)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (round, agent) DO UPDATE SET
     calls = calls + excluded.calls,
+    retries = retries + excluded.retries,
+    seconds = seconds + excluded.seconds,
     cached_calls = cached_calls + excluded.cached_calls,
     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
     completion_tokens = completion_tokens + excluded.completion_tokens,
@@ -84,13 +91,22 @@ class Budget:
 
 @dataclass
 class Usage:
-    """What calls cost: all calls, those served from the cache, tokens spent and USD (cache hits spend none)."""
+    """What calls cost: all calls, those served from the cache, tokens spent and USD (cache hits spend none);
+    `retries`: calls that re-asked after an unusable reply; `seconds`: backend time of the calls not cached
+    (a batch's time shared among its agents by completion tokens)."""
 
     calls: int = 0
     cached_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    retries: int = 0
+    seconds: float = field(default=0.0, compare=False)  # a measurement, not part of what was spent
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Completion tokens per backend second, None where nothing was generated here."""
+        return self.completion_tokens / self.seconds if self.seconds > 0 else None
 
     @property
     def tokens(self) -> int:
@@ -104,6 +120,8 @@ class Usage:
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.cost + other.cost,
+            self.retries + other.retries,
+            self.seconds + other.seconds,
         )
 
 
@@ -148,6 +166,11 @@ class LLMClient:
                 # WAL: readers in other processes never block the writer, and a crash rolls back cleanly.
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(usage)")}
+            with self._db:
+                for column, decl in ADDED_COLUMNS.items():
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE usage ADD COLUMN {column} {decl}")
         except sqlite3.Error as err:
             raise RuntimeError(f"cannot open the LLM call cache {self.cache_path}: {err}") from err
 
@@ -179,10 +202,13 @@ class LLMClient:
             if key not in found and key not in misses:
                 misses[key] = req
         fresh: dict[str, ChatResult] = {}
+        batch_seconds = 0.0
         if misses:
             self._check_budget()
             sent = list(misses.values())
+            t0 = time.perf_counter()
             got = self.backend.chat(sent)
+            batch_seconds = time.perf_counter() - t0
             if len(got) != len(sent):
                 raise RuntimeError(
                     f"backend {self.kind}:{self.model} returned {len(got)} results for {len(sent)} requests"
@@ -196,14 +222,18 @@ class LLMClient:
                 fresh[key] = res
         results: list[ChatResult] = []
         spent: dict[str, Usage] = {}
+        batch_tokens = sum(res.completion_tokens for res in fresh.values())
         for key, req in zip(keys, requests, strict=True):
             use = spent.setdefault(req.agent, Usage())
             use.calls += 1
+            use.retries += req.attempt > 0
             if key in fresh:
                 res = fresh.pop(key)  # the first asker pays; a repeat in the same batch is a cache hit
                 use.prompt_tokens += res.prompt_tokens
                 use.completion_tokens += res.completion_tokens
                 use.cost += self.prices.cost(res.prompt_tokens, res.completion_tokens) if self.prices else 0.0
+                share = res.completion_tokens / batch_tokens if batch_tokens else 1 / len(misses)
+                use.seconds += batch_seconds * share
                 found[key] = res
                 results.append(replace(res, texts=list(res.texts)))
             else:
@@ -254,7 +284,7 @@ class LLMClient:
             for key, req, res in entries
         ]
         usage_rows = [
-            (round_, agent, u.calls, u.cached_calls, u.prompt_tokens, u.completion_tokens, u.cost)
+            (round_, agent, u.calls, u.cached_calls, u.prompt_tokens, u.completion_tokens, u.cost, u.retries, u.seconds)
             for agent, u in spent.items()
         ]
         with self._lock:
@@ -286,11 +316,16 @@ class LLMClient:
 
     def usage(self, round: int | None = None) -> dict[str, Usage]:
         """Usage per agent, of one round or (None) of all rounds, as recorded in the cache file."""
-        sql = "SELECT agent, SUM(calls), SUM(cached_calls), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost)"
+        sql = "SELECT agent, SUM(calls), SUM(cached_calls), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost),"
+        sql += " SUM(retries), SUM(seconds)"
         sql += " FROM usage" + (" WHERE round = ?" if round is not None else "") + " GROUP BY agent ORDER BY agent"
         with self._lock:
             rows = self._db.execute(sql, () if round is None else (round,)).fetchall()
-        return {agent: Usage(int(a), int(b), int(c), int(d), float(e)) for agent, a, b, c, d, e in rows}
+        usage = {}
+        for agent, calls, cached, prompt, completion, cost, retries, seconds in rows:
+            usage[agent] = Usage(int(calls), int(cached), int(prompt), int(completion), float(cost))
+            usage[agent].retries, usage[agent].seconds = int(retries), float(seconds)
+        return usage
 
     def total(self, round: int | None = None) -> Usage:
         """Usage of all agents together, of one round or (None) of all rounds."""

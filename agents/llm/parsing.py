@@ -59,12 +59,30 @@ def _json_values(text: str, opener: str) -> Iterator[object]:
 
 
 def parse_json(text: str, required: Sequence[str] = ()) -> dict[str, object]:
-    """The first JSON object in `text` (fenced or bare, prose around it allowed) that has `required` keys."""
+    """The first JSON object in `text` (fenced or bare, prose around it allowed) that has `required` keys.
+
+    Failing that, an object broken after its fields (small models often write `{"question": "...",
+    "answer": "..."` and then ramble) is salvaged: each required key's first well-formed string value."""
     for value in _json_values(text, "{"):
         if isinstance(value, dict) and all(k in value for k in required):
             return value
+    if required and "{" in text:
+        salvaged = {k: _string_field(text[text.index("{") :], k) for k in required}
+        if all(v is not None for v in salvaged.values()):
+            return salvaged  # type: ignore[return-value]
     keys = f" with keys {', '.join(required)}" if required else ""
     raise ParseError(f"no JSON object{keys}", text)
+
+
+def _string_field(text: str, key: str) -> str | None:
+    """The first `"key": "<JSON string>"` in text, decoded; None when there is none."""
+    m = re.search(r'"' + re.escape(key) + r'"\s*:\s*("(?:[^"\\\n]|\\.)*")', text)
+    if m is None:
+        return None
+    try:
+        return str(json.loads(m.group(1)))
+    except json.JSONDecodeError:
+        return None
 
 
 def parse_json_list(text: str, required: Sequence[str] = ()) -> list[dict[str, object]]:
@@ -124,7 +142,7 @@ def retry_request(request: ChatRequest, attempt: int, temperature: float = 0.7) 
         return request
     seed = attempt if request.sampling.seed is None else request.sampling.seed + attempt
     sampling = replace(request.sampling, seed=seed, temperature=max(request.sampling.temperature, temperature))
-    return ChatRequest(request.messages, sampling, request.agent)
+    return ChatRequest(request.messages, sampling, request.agent, attempt)
 
 
 @dataclass

@@ -32,6 +32,7 @@ class ChatRequest:
     messages: list[Message]
     sampling: Sampling = field(default_factory=Sampling)
     agent: str = "agent"
+    attempt: int = 0  # 0 for a first ask, n for the n-th re-ask after an unusable reply (accounting only)
 
 
 @dataclass

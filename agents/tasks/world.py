@@ -266,6 +266,21 @@ def normalize_answer(text: str) -> str:
     return " ".join(first.split()).rstrip(".").strip().lower()
 
 
+_ANSWER_IS = re.compile(r"\banswer\s+is\s*:?\s*\**\s*(.+?)\s*\**\s*\.?\s*$", re.I | re.M)
+_EQUALS = re.compile(r"=\s*(-?\d+)\s*\.?\s*$", re.M)
+
+
+def final_answer(text: str) -> str:
+    """The short answer inside a chat model's worded reply: the last "the answer is X", else the last line
+    ending in "= N", else the reply's first line (a one-line reply is returned as it is)."""
+    stripped = text.strip()
+    for pattern in (_ANSWER_IS, _EQUALS):
+        found = pattern.findall(stripped)
+        if found:
+            return found[-1].strip()
+    return stripped.splitlines()[0].strip() if stripped else ""
+
+
 def is_correct(prediction: str, answer: str) -> bool:
     """Exact match after normalisation."""
     return normalize_answer(prediction) == normalize_answer(answer)

@@ -110,7 +110,12 @@ class ChatWriter(Plugin):
             if not pending:
                 break
             requests = [
-                ChatRequest(j.messages(j.ask.n - len(j.kept)), self._sampling(round, j.ask, attempt), "questioner")  # type: ignore[operator]
+                ChatRequest(
+                    j.messages(j.ask.n - len(j.kept)),  # type: ignore[operator]
+                    self._sampling(round, j.ask, attempt),
+                    "questioner",
+                    attempt,
+                )
                 for j in pending
             ]
             for job, result in zip(pending, self.parts.client.chat(requests), strict=True):

@@ -19,7 +19,11 @@ from trainers.sft import build_ds_config
 REPO = CONFIG_DIR.parent
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 # Hidden sizes of the students the recipes name, from their HF config.json files (the hub is out of reach).
-HIDDEN = {"meta-llama/Llama-3.2-1B-Instruct": 2048, "meta-llama/Llama-3.1-8B-Instruct": 4096}
+HIDDEN = {
+    "meta-llama/Llama-3.2-1B-Instruct": 2048,
+    "meta-llama/Llama-3.1-8B-Instruct": 4096,
+    "smollm2-135m-instruct": 576,
+}
 # The GPUs each recipe is written for (its comments say so); LLM2LLM's effective batch is 128 there.
 WORLD = {"gsm8k_llama3.2-1b": 4, "gsm8k_llama3.1-8b_zero3": 16, "sst2": 1, "trec": 1, "snips": 1, "casehold": 1}
 

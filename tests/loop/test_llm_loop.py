@@ -1,5 +1,5 @@
-"""The loop with LLM agents for real: a tiny chat teacher trained here, the transformers backend, the
-call cache in the run directory, usage accounting, a kill inside the Questioner's phase and a resume
+"""The loop with LLM agents for real: SmolLM2-135M-Instruct as the chat teacher on the transformers backend,
+the call cache in the run directory, usage accounting, a kill inside the Questioner's phase and a resume
 that pays for none of its calls again, and a token budget that stops the loop cleanly."""
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ LLM_SMALL = [
     "synthesis.budget_per_round=12",
     "training.epochs=null",
     "training.max_steps=120",
-    "teacher.llm.tiny_rows_per_kind=40",
-    "teacher.llm.tiny_epochs=3",
+    "teacher.llm.backend=transformers",
     "teacher.llm.max_tokens=48",
     "teacher.llm.budget_tokens=null",
     "filters.decontamination=ngram",
@@ -52,8 +51,7 @@ def test_llm_loop_end_to_end_killed_in_question_and_resumed_from_the_cache(tmp_p
 
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished"
-    assert manifest["phases"]["round_000/teacher"]["status"] == "done"
-    assert (run / "teacher" / "model.safetensors").exists() and (run / "llm_cache.sqlite").exists()
+    assert (run / "llm_cache.sqlite").exists()
     metrics = {m["round"]: m for m in rows(run / "metrics.jsonl") if "test/accuracy" in m}
     m = metrics[1]
     failures = [p for p in rows(run / "round_000" / "eval_probe.jsonl") if not p["correct"]]
@@ -62,6 +60,11 @@ def test_llm_loop_end_to_end_killed_in_question_and_resumed_from_the_cache(tmp_p
     fresh = m["llm/questioner/calls"] - m["llm/questioner/cached_calls"]
     assert fresh >= jobs and m["llm/questioner/cached_calls"] == fresh, m
     assert m["llm/total_tokens"] > 0 and m["llm/tokens"] == m["llm/total_tokens"]
+    # What the real teacher did is reported per agent: re-asks after unusable replies, time and speed.
+    for agent in ("questioner", "teacher"):
+        assert m[f"llm/{agent}/seconds"] > 0 and m[f"llm/{agent}/tokens_per_s"] > 0, m
+    # Each of the two passes asked once per failure, plus its re-asks (a re-ask carries its attempt number).
+    assert m["llm/questioner/calls"] == 2 * jobs + m["llm/questioner/retries"], m
 
     items = rows(run / "round_001" / "items.jsonl")
     candidates = rows(run / "round_001" / "candidates.jsonl")
@@ -73,6 +76,7 @@ def test_llm_loop_end_to_end_killed_in_question_and_resumed_from_the_cache(tmp_p
         assert row["kept"] == (row["drop_reason"] is None)
     reasons = {str(r["drop_reason"]).split(":")[0] for r in items if not r["kept"]}
     # Every drop names the plugin (or the questioner's phase) that made it.
+    # (SmolLM2-135M writes few well-formed items and fewer right answers: most drop, each with its reason.)
     assert reasons <= {"questioner", "verify", "quality", "decontaminate", "dedup", "ifd"}, reasons
     for row in items:
         if row["kept"]:  # the world's oracle verified every kept answer
@@ -85,8 +89,6 @@ def test_a_token_budget_stops_the_loop_cleanly_mid_round(tmp_path: Path) -> None
         "task.points=[seq.first, cmp.max]",
         "task.seed_per_point=20",
         "training.max_steps=20",
-        "teacher.llm.tiny_rows_per_kind=10",
-        "teacher.llm.tiny_epochs=1",
         "teacher.llm.budget_tokens=1",
         "rounds.max_rounds=2",
     ]

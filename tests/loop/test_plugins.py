@@ -335,3 +335,16 @@ def test_old_config_keys_map_onto_the_plugins_that_do_that_job() -> None:
     assert cfg.ifd.batch_size == 4
     with pytest.raises(ConfigError, match="filters.skip_malformed was never read"):
         load_config(overrides=["filters.skip_malformed=true"])
+
+
+def test_the_retired_tiny_teacher_maps_onto_smollm2() -> None:
+    old = [
+        "teacher.kind=llm",
+        "teacher.llm.model=tiny",
+        "teacher.llm.tiny_rows_per_kind=40",
+        "teacher.llm.tiny_epochs=3",
+    ]
+    with pytest.warns(FutureWarning, match="tiny teacher is retired"):
+        cfg = load_config(ROOT / "configs/demo_llm.yaml", old)
+    assert cfg.teacher.llm.model == "smollm2-135m-instruct"
+    assert "tiny_epochs" not in cfg.teacher.llm.model_dump()

@@ -92,6 +92,21 @@ def test_the_world_task_keeps_the_embedded_default() -> None:
     assert [g["correct"] for g in graded] == [True, False]
 
 
+def test_a_chat_teachers_worded_world_answer_is_cut_to_its_short_answer() -> None:
+    task = make_task(load_config())
+    # Replies SmolLM2-135M-Instruct gave as the teacher; the reply is kept beside the short answer.
+    worded = {"instruction": "What is 78 - 9?", "output": "First, 78 - 9 = 69.\n\nThe answer is 69."}
+    shaped = task.shape_answer(worded)
+    assert shaped["output"] == "69" and shaped["teacher_reply"] == worded["output"]
+    assert task.shape_answer({"output": "So, 4 times 1 = 4."})["output"] == "4"
+    assert task.shape_answer({"output": "The answer is **t**."})["output"] == "t"
+    assert task.shape_answer({"output": "odd"}) == {"output": "odd"}  # already short: left alone
+    # No answer phrase: the first line stays, and the oracle then judges it (here: wrong).
+    shaped = task.shape_answer({"instruction": "Is 583 even or odd?", "output": "583 is odd.\nIt ends in 3."})
+    assert shaped["output"] == "583 is odd." and task.verifier(shaped["output"], "", shaped) is False
+    assert task.extract("Let me see.\nThe answer is: 12.") == "12"
+
+
 @pytest.mark.skipif(not (GSM8K / "gsm8k_train.jsonl").exists(), reason="optional: ../shared/data/gsm8k_*.jsonl absent")
 def test_gsm8k_splits_one_percent_seed_with_probe_and_test_apart() -> None:
     spec = {

@@ -207,3 +207,36 @@ def test_a_killed_writer_leaves_only_whole_entries_with_their_usage(tmp_path: Pa
     assert entries, "the writer stored nothing before it was killed"
     assert len(entries) % 50 == 0 and calls == len(entries), "a batch and its usage are stored together"
     assert all(json.loads(r)["texts"] == ["word " * 200] for (r,) in entries)
+
+
+def test_re_asks_and_backend_seconds_are_counted_per_agent(tmp_path: Path) -> None:
+    client = LLMClient(CountingBackend(delay=0.05), tmp_path / "cache.sqlite")
+    first = ask("a b", agent="teacher")
+    retry = ChatRequest(first.messages, Sampling(seed=1), "teacher", attempt=1)
+    client.chat([first, retry, ask("c", agent="assessor")])
+    got = client.usage()
+    assert (got["teacher"].calls, got["teacher"].retries, got["assessor"].retries) == (2, 1, 0)
+    # The batch's time is shared by completion tokens: "echo a b" twice (3 + 3) against "echo c" (2).
+    assert got["teacher"].seconds == pytest.approx(3 * got["assessor"].seconds, rel=1e-6)
+    assert got["teacher"].seconds + got["assessor"].seconds >= 0.05
+    assert got["teacher"].tokens_per_second == pytest.approx(6 / got["teacher"].seconds)
+    client.chat([first])  # a cache hit spends no backend time
+    assert client.usage()["teacher"].seconds == pytest.approx(got["teacher"].seconds)
+
+
+def test_a_cache_file_from_before_the_retry_columns_opens_and_counts(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old_schema = (
+        "CREATE TABLE calls (key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL, request TEXT NOT NULL,"
+        " result TEXT NOT NULL, created REAL NOT NULL);"
+        "CREATE TABLE usage (round INTEGER NOT NULL, agent TEXT NOT NULL, calls INTEGER NOT NULL,"
+        " cached_calls INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,"
+        " cost REAL NOT NULL, PRIMARY KEY (round, agent));"
+        "INSERT INTO usage VALUES (0, 'teacher', 4, 1, 10, 20, 0.0);"
+    )
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+    client = LLMClient(CountingBackend(), path)
+    assert client.usage()["teacher"] == Usage(4, 1, 10, 20, 0.0, 0)
+    client.chat([ChatRequest([{"role": "user", "content": "x"}], Sampling(seed=2), "teacher", attempt=2)])
+    assert client.usage()["teacher"] == Usage(5, 1, 11, 22, 0.0, 1)

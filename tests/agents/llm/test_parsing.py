@@ -82,11 +82,26 @@ def test_bracketed_rating_and_score() -> None:
         parse_score("Score: <rating>\nScore: 9")  # 9 is off the 5-point scale
 
 
+def test_a_broken_object_with_well_formed_fields_is_salvaged() -> None:
+    # What SmolLM2-135M wrote: the fields, then no closing brace (or more text where one belongs).
+    broken = '{"question": "Is 7 odd or even?", "answer": "98"?'
+    assert parse_json(broken, required=("question", "answer")) == {"question": "Is 7 odd or even?", "answer": "98"}
+    escaped = '{"question": "Say \\"hi\\"", "answer": "hi" "cookies_"}'
+    assert parse_json(escaped, required=("question", "answer"))["question"] == 'Say "hi"'
+    for hopeless in (
+        '{"question": "What is 2 + 3?", "answer": ...Once',
+        '{"question": 5, "answer": "5"',
+        '"question": "a", "answer": "b"',
+    ):
+        with pytest.raises(ParseError):
+            parse_json(hopeless, required=("question", "answer"))
+
+
 def test_retry_request_changes_seed_and_temperature() -> None:
     req = ChatRequest([{"role": "user", "content": "hi"}], Sampling(temperature=0.0), "judge")
     assert retry_request(req, 0) is req
     r1, r2 = retry_request(req, 1), retry_request(req, 2)
-    assert (r1.sampling.seed, r1.sampling.temperature, r1.agent) == (1, 0.7, "judge")
+    assert (r1.sampling.seed, r1.sampling.temperature, r1.agent, r1.attempt) == (1, 0.7, "judge", 1)
     assert r2.sampling.seed == 2 and r2.messages == req.messages
     seeded = ChatRequest(req.messages, Sampling(temperature=1.0, seed=10))
     assert retry_request(seeded, 1).sampling == Sampling(temperature=1.0, seed=11)
