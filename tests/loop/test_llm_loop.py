@@ -110,6 +110,22 @@ def test_llm_config_errors_name_the_field() -> None:
         load_config(overrides=["teacher.kind=llm", "teacher.llm.backend=openai"])
     with pytest.raises(ConfigError, match="teacher.llm.backend"):
         load_config(overrides=["teacher.kind=llm", "teacher.llm.backend=ollama"])
+    with pytest.raises(ConfigError, match="engine applies to backend vllm"):
+        load_config(overrides=["teacher.kind=llm", "teacher.llm.engine={max_model_len: 512}"])
+
+
+def test_the_auto_chat_backend_is_vllm_only_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainers.inference
+    from loop.parts import chat_backend
+
+    cfg = load_config(LLM_SMALL[0])
+    assert cfg.teacher.llm.backend == "auto"
+    for installed, expected in ((True, "vllm"), (False, "transformers")):
+        monkeypatch.setattr(trainers.inference, "vllm_installed", lambda v=installed: v)
+        assert chat_backend(cfg) == expected
+    assert chat_backend(load_config(LLM_SMALL[0], ["teacher.llm.backend=transformers", "teacher.llm.engine={}"])) == (
+        "transformers"
+    )
 
 
 def test_world_verifier_prefers_the_oracle() -> None:

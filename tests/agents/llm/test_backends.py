@@ -125,6 +125,21 @@ def test_vllm_missing_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
         lazy.chat([ask("hi")])
 
 
+def test_vllm_cpu_schedules_every_prompt_whole_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.llm.backends as backends
+
+    # vllm-cpu 0.32 crashed mid-round ("CPU Generator does not use offset") on a seeded request whose prompt
+    # was split across steps; the CPU build gets chunked prefill off by default, a caller's choice wins.
+    monkeypatch.setattr(backends, "_import_vllm_platform_is_cpu", lambda: True)
+    assert VLLMBackend("some/model", gpu_memory_utilization=0.3).engine_kwargs == {
+        "enable_chunked_prefill": False,
+        "gpu_memory_utilization": 0.3,
+    }
+    assert VLLMBackend("some/model", enable_chunked_prefill=True).engine_kwargs == {"enable_chunked_prefill": True}
+    monkeypatch.setattr(backends, "_import_vllm_platform_is_cpu", lambda: False)
+    assert VLLMBackend("some/model").engine_kwargs == {}
+
+
 VLLM_SCRIPT = """
 import json, sys
 from agents.llm.backends import VLLMBackend
