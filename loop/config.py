@@ -97,7 +97,8 @@ class LLMConfig(_Node):
     timeout: float = Field(60.0, gt=0, description="openai: seconds per request")
     max_retries: int = Field(5, ge=0, description="openai: retries on 429 / 5xx / connection errors")
     engine: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="vllm: engine arguments (gpu_memory_utilization, max_model_len, ...)"
+        default_factory=dict,
+        description="vllm (and auto, when it picks vllm): engine arguments (gpu_memory_utilization, ...)",
     )
     device: str = Field("auto", description="transformers: 'auto', 'cpu' or 'cuda[:i]'")
     max_tokens: int = Field(256, ge=1, description="new tokens per reply")
@@ -112,8 +113,6 @@ class LLMConfig(_Node):
     def _endpoint(self) -> LLMConfig:
         if self.backend == "openai" and "model" not in self.model_fields_set:
             raise ValueError("backend 'openai' needs the served model's name in model")
-        if self.engine and self.backend not in ("vllm", "auto"):
-            raise ValueError(f"engine applies to backend vllm (or auto), not {self.backend!r}: set backend=vllm")
         if self.api_key_env and not self.api_key_env.replace("_", "").isalnum():
             raise ValueError(f"api_key_env must be an environment variable name, got {self.api_key_env!r}")
         return self

@@ -110,8 +110,6 @@ def test_llm_config_errors_name_the_field() -> None:
         load_config(overrides=["teacher.kind=llm", "teacher.llm.backend=openai"])
     with pytest.raises(ConfigError, match="teacher.llm.backend"):
         load_config(overrides=["teacher.kind=llm", "teacher.llm.backend=ollama"])
-    with pytest.raises(ConfigError, match="engine applies to backend vllm"):
-        load_config(overrides=["teacher.kind=llm", "teacher.llm.engine={max_model_len: 512}"])
 
 
 def test_the_auto_chat_backend_is_vllm_only_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
