@@ -106,25 +106,26 @@ class ChatWriter(Plugin):
 
     def _run(self, jobs: list[_Job], round: int) -> None:
         for attempt in range(self.parts.max_tries):
-            pending = [j for j in jobs if len(j.kept) < j.ask.n]
+            pending = [(i, j) for i, j in enumerate(jobs) if len(j.kept) < j.ask.n]
             if not pending:
                 break
             requests = [
                 ChatRequest(
                     j.messages(j.ask.n - len(j.kept)),  # type: ignore[operator]
-                    self._sampling(round, j.ask, attempt),
+                    self._sampling(round, i, j.ask, attempt),
                     "questioner",
                     attempt,
                 )
-                for j in pending
+                for i, j in pending
             ]
-            for job, result in zip(pending, self.parts.client.chat(requests), strict=True):
+            for (_, job), result in zip(pending, self.parts.client.chat(requests), strict=True):
                 self._take(job, result.texts[0] if result.texts else "")
 
-    def _sampling(self, round: int, ask: Ask, attempt: int) -> Sampling:
+    def _sampling(self, round: int, index: int, ask: Ask, attempt: int) -> Sampling:
         # Calls are cached by request, and a fixed seed makes identical prompts return identical samples:
-        # every (round, variant, attempt) must be a distinct request.
-        seed = (round * 1000 + ask.variant) * self.parts.max_tries + attempt
+        # every request of a run gets its own seed, from (round, the ask's place in the round, its variant,
+        # the attempt), so a resumed round asks exactly the same requests again.
+        seed = ((round * 100_000 + index) * 1000 + ask.variant) * self.parts.max_tries + attempt
         return Sampling(temperature=self.parts.temperature, max_tokens=self.parts.max_tokens, seed=seed)
 
     def _take(self, job: _Job, text: str) -> None:

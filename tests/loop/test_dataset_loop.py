@@ -204,7 +204,6 @@ def test_dataset_configs_fail_early_with_the_field_named(tmp_path: Path) -> None
         ({**base, "fields": {"instruction": "sentence"}}, {}, "needs fields.label"),
         ({**base, "seed_share": 0.1, "seed_count": 5}, {}, "seed_share or seed_count"),
         (base, {"rounds": {"max_rounds": 2}}, "set teacher.kind=llm"),
-        (base, {"teacher": {"kind": "llm", "llm": {"model": "tiny"}}}, "trained on the task world only"),
         (
             {**base, "kind": "open", "fields": {"instruction": "q", "output": "a"}},
             {"rounds": {"max_rounds": 0}},

@@ -139,7 +139,7 @@ def test_a_runs_student_is_investigated_without_its_training_items(model: Path, 
         (["--model", "a", "--run", "b"], "give --model or --run, not both"),
         (["--per-node", "0"], "--per-node >= 1"),
         (["task.name=dataset"], "task.dataset section"),
-        (["teacher.kind=llm"], "needs a real chat model"),
+        (["teacher.kind=llm", "teacher.llm.backend=openai"], "served model's name"),
         (["--domain", "arithmetic"], "need an LLM to write and judge"),
     ],
 )

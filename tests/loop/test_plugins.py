@@ -150,6 +150,29 @@ def test_every_strategy_runs_a_round_of_the_loop(
         assert len(probes) == 5 and all(p["written_by"] == "examiner" and p["output"] for p in probes)  # and probed
 
 
+class _Recording:
+    """A chat backend that keeps every request it was sent, then lets the scripted world chat answer."""
+
+    def __init__(self, inner: ScriptedBackend) -> None:
+        self.inner, self.kind, self.model, self.seen = inner, inner.kind, inner.model, []
+
+    def chat(self, requests: Sequence[ChatRequest]) -> list:
+        self.seen += list(requests)
+        return self.inner.chat(requests)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("plan", ["llm2llm", "weakness"])
+def test_every_writer_request_of_a_round_has_its_own_seed(round0: Path, tmp_path: Path, plan: str) -> None:
+    # vLLM returns identical samples for identical prompts under one seed: no two requests may share one.
+    backend = _Recording(world_chat())
+    _round1(round0, tmp_path, [f"synthesis.plan={plan}"], backend)  # type: ignore[arg-type]
+    asked = [r for r in backend.seen if r.agent == "questioner"]
+    assert len(asked) > 1 and len({r.sampling.seed for r in asked}) == len(asked)
+
+
 def test_combinations_that_cannot_run_fail_before_a_run_directory_exists(tmp_path: Path) -> None:
     for overrides, needle in [
         (["synthesis.plan=instructors"], "synthesis.plan 'instructors' needs a chat model (set teacher.kind=llm)"),
