@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.llm.types import Message
-from core.records import Record
+from core.records import Record, item_id
 
 Key = tuple[str, "str | None", int | None]  # (knowledge point, facet, level)
 Candidate = tuple[str, "str | None", str]  # (question, proposed answer, key point)
@@ -81,6 +81,49 @@ class Written:
 def rejection(parent_id: object, reason: str, excerpt: str = "") -> Record:
     """An ask that produced no item: its parent, why, and the last reply's excerpt."""
     return {"parent_id": parent_id, "reason": reason, "excerpt": excerpt}
+
+
+def node_asks(
+    proposal: Proposal, budget: int, taxonomy: Sequence[Record], failures: Sequence[Record], examples: int
+) -> list[Ask]:
+    """A weighted proposal as one ask per node: its share of `budget`, its description and up to `examples` of
+    its failed probes in the ask's context (what a chat writer's prompt shows)."""
+    if not proposal.weights:
+        return []
+    descriptions = {str(p["id"]): str(p.get("description", "")) for p in taxonomy}
+    asks = []
+    for v, (key, n) in enumerate(sorted(allocate(proposal.weights, budget).items(), key=lambda kv: str(kv[0]))):
+        point, facet, level = key
+        node = f"{point}|{facet}" if facet else point
+        shown = [
+            f for f in failures if f.get("knowledge_point") == point and (facet is None or f.get("facet") == facet)
+        ]
+        parent: Record = {"id": node, "knowledge_point": point, "facet": facet, "difficulty": level}
+        context = {"description": descriptions.get(str(point), ""), "examples": shown[:examples]}
+        asks.append(Ask(parent, n, proposal.reasons[key], key, variant=v, context=context))
+    return asks
+
+
+def candidate_record(
+    ask: Ask, question: str, answer: str | None, note: str, round: int, i: int, strategy: str, writer: str
+) -> Record:
+    """A written question as a candidate item: the ask's parent's point, facet and level, and why it was asked."""
+    p = ask.parent
+    return {
+        "id": item_id(round, strategy, i),
+        "instruction": question,
+        "reference": answer,
+        "knowledge_point": p.get("knowledge_point"),
+        "facet": p.get("facet"),
+        "skill": p.get("skill"),
+        "difficulty": p.get("difficulty"),
+        "source": "synthetic",
+        "round": round,
+        "strategy": strategy,
+        "writer": writer,
+        "parent_id": p["id"],
+        "why": f"{ask.why}; key point: {note}" if note else ask.why,
+    }
 
 
 def known_questions(*groups: Iterable[Record]) -> list[str]:

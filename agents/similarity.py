@@ -101,6 +101,38 @@ class RougeIndex:
         return best, where
 
 
+class Novelty:
+    """What a writer's new question must differ from: every known question by its key, and by ROUGE-L at
+    most `rouge_max` (LLM2LLM, Self-Instruct); a kept question joins what the next must differ from."""
+
+    def __init__(self, rouge_max: float, known: Iterable[object] = ()) -> None:
+        self.rouge_max = rouge_max
+        self._seen: set[str] = set()
+        self.index = RougeIndex()
+        self.add(known)
+
+    def add(self, questions: Iterable[object]) -> None:
+        """Remember questions (duplicates by key are indexed once)."""
+        for q in questions:
+            key = question_key(str(q))
+            if key not in self._seen:
+                self._seen.add(key)
+                self.index.add(str(q))
+
+    def problem(self, question: str) -> str | None:
+        """Why a question is not new enough, or None when it is."""
+        if not question:
+            return "empty question"
+        if question_key(question) in self._seen:
+            return "repeat of a known question"
+        score, where = self.index.best(question, stop_above=self.rouge_max)
+        if score > self.rouge_max and where is not None:
+            shown = " ".join(self.index.texts[where].split())
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            return f"too similar: ROUGE-L {score:.2f} > {self.rouge_max} to {shown!r}"
+        return None
+
+
 def max_rouge_l(text: str, corpus: Sequence[str] | RougeIndex) -> float:
     """Highest ROUGE-L of `text` against any text of `corpus` (0 for an empty corpus)."""
     index = corpus if isinstance(corpus, RougeIndex) else RougeIndex(corpus)

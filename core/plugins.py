@@ -32,6 +32,8 @@ KINDS: dict[str, str] = {
 # What a capability is, and how a user gets it: the text of the error when a plugin needs one the run lacks.
 CAPABILITIES: dict[str, str] = {
     "chat": "a chat model (set teacher.kind=llm)",
+    "completion": "a local chat model that continues raw text (teacher.kind=llm with teacher.llm.backend "
+    "transformers, vllm or auto)",
     "world": "the task world's generator and oracle (task.name=world)",
     "student": "the student's own scores (always there)",
 }

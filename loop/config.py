@@ -369,6 +369,8 @@ class RunConfig(_Node):
             caps.add("world")
         if self.teacher.kind == "llm":
             caps.add("chat")
+            if self.teacher.llm.backend != "openai":  # a server wraps every prompt in its own chat template
+                caps.add("completion")
         return caps
 
     @model_validator(mode="after")

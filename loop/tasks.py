@@ -47,6 +47,7 @@ class WorldTask:
     teacher_system = "teacher_system"
     max_item_chars: int | None = 200
     wants_llm_taxonomy = False
+    has_oracle = True  # `oracle` answers the questions of the world's templates
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -96,8 +97,17 @@ class WorldTask:
         """What a teacher's sample votes with: its short answer, normalised."""
         return normalize_answer(final_answer(text))
 
+    def oracle(self, question: str) -> str | None:
+        """The answer code computes for a question, or None where the world cannot solve it."""
+        return solve(question)
+
     def shape_candidate(self, item: Record) -> Record:
-        """A new question as the student will see it (world questions are already in form)."""
+        """A new question as the student will see it (world questions are already in form); a question that
+        came without a proposed answer (Magpie) gets the oracle's, so the teacher's answer is checked."""
+        if item.get("reference") is None:
+            gold = solve(str(item.get("instruction", "")))
+            if gold is not None:
+                return {**item, "reference": gold}
         return item
 
     def shape_answer(self, item: Record) -> Record:
@@ -124,6 +134,7 @@ class DatasetTask:
         "open": "teacher_system",
     }
     max_item_chars: int | None = None
+    has_oracle = False  # a teacher answers new questions
 
     def __init__(self, cfg: RunConfig) -> None:
         assert cfg.task.dataset is not None  # the config's validator guarantees it for task.name=dataset
@@ -225,6 +236,10 @@ class DatasetTask:
         if self.kind == "classification":
             return normalize_label(text, self.labels or [])
         return " ".join(text.split()).lower() or None
+
+    def oracle(self, question: str) -> str | None:
+        """A dataset has no code that answers a new question: the teacher does."""
+        return None
 
     def shape_candidate(self, item: Record) -> Record:
         """Classification: the new text inside the task's own prompt, as every seed and test item reads, whether

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from agents.llm.template import PreQuery, pre_query
 from agents.llm.types import ChatBackend, ChatRequest, ChatResult, Message, Sampling
 from core.models import resolve_model
 from core.text import cut_at_stop
@@ -59,6 +60,33 @@ def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Message],
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, request: ChatRequest, model: str) -> list[int]:
+    """Token ids of a request: its raw prompt as it is (a raw completion), else its chat-templated messages.
+
+    Raw text is encoded without special tokens too: a pre-query template carries its own start token, so
+    the tokenizer must not add a second one.
+    """
+    if request.prompt is not None:
+        return list(tokenizer(request.prompt, add_special_tokens=False)["input_ids"])
+    return chat_prompt_ids(tokenizer, request.messages, model)
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, stop: Sequence[str]) -> set[int]:
+    """The ids of the stop strings that are single special tokens (`<|im_end|>`, `<|eot_id|>`, ...).
+
+    Decoded text skips special tokens, so such a stop can only be seen as a token id; both local backends
+    stop on these ids and on the remaining stop strings as text.
+    """
+    specials = set(tokenizer.all_special_tokens) | set(getattr(tokenizer, "added_tokens_encoder", {}))
+    ids = set()
+    for text in stop:
+        if text in specials:
+            token = tokenizer.convert_tokens_to_ids(text)
+            if isinstance(token, int) and token >= 0:
+                ids.add(token)
+    return ids
+
+
 def _torch_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     import torch
 
@@ -79,8 +107,10 @@ class _Row:
     prompt: list[int]
     sampling: Sampling
     generator: torch.Generator | None
+    stop_ids: set[int] = field(default_factory=set)
     tokens: list[int] = field(default_factory=list)
     done: bool = False
+    ended: bool = False  # ended on an end token or a stop string (not cut by max_tokens)
 
 
 class TransformersBackend:
@@ -130,8 +160,9 @@ class TransformersBackend:
 
         per_request: list[list[_Row]] = []
         for req in requests:
-            ids = chat_prompt_ids(self.tokenizer, req.messages, self.model)
+            ids = prompt_ids(self.tokenizer, req, self.model)
             s = req.sampling
+            stops = stop_token_ids(self.tokenizer, s.stop)
             if len(ids) + s.max_tokens > self.context:
                 raise ValueError(
                     f"agent {req.agent}: a prompt of {len(ids)} tokens plus max_tokens={s.max_tokens} exceeds the "
@@ -148,7 +179,7 @@ class TransformersBackend:
                         gen.seed()
                     else:
                         gen.manual_seed((s.seed * 1_000_003 + j) % 2**63)
-                rows.append(_Row(ids, s, gen))
+                rows.append(_Row(ids, s, gen, stops))
             per_request.append(rows)
         everything = [row for rows in per_request for row in rows]
         # Similar lengths together, so little padding is computed.
@@ -162,8 +193,15 @@ class TransformersBackend:
             counts = [len(row.tokens) for row in rows]
             if len(rows) < req.sampling.n:
                 texts, counts = texts * req.sampling.n, counts * req.sampling.n
-            results.append(ChatResult(texts, len(rows[0].prompt), sum(counts)))
+            ended = [row.ended for row in rows]
+            if len(rows) < req.sampling.n:
+                ended = ended * req.sampling.n
+            results.append(ChatResult(texts, len(rows[0].prompt), sum(counts), finished=ended))
         return results
+
+    def pre_query(self, system: str | None = None, role_stop: bool = True) -> PreQuery:
+        """The raw prompt that makes this model write a user turn (Magpie), and its stops."""
+        return pre_query(self.tokenizer, system, role_stop)
 
     def _decode(self, rows: list[_Row]) -> None:
         import torch
@@ -218,13 +256,18 @@ class TransformersBackend:
         return int(torch.multinomial(probs, 1, generator=row.generator))
 
     def _finished(self, row: _Row) -> bool:
-        if row.tokens[-1] in self.eos_ids or len(row.tokens) >= row.sampling.max_tokens:
-            return True
+        last = row.tokens[-1]
         stop = [s for s in row.sampling.stop if s]
-        return bool(stop) and any(s in self.tokenizer.decode(row.tokens, skip_special_tokens=True) for s in stop)
+        row.ended = (
+            last in self.eos_ids
+            or last in row.stop_ids
+            or (bool(stop) and any(s in self.tokenizer.decode(row.tokens, skip_special_tokens=True) for s in stop))
+        )
+        return row.ended or len(row.tokens) >= row.sampling.max_tokens
 
     def _text(self, row: _Row) -> str:
-        tokens = row.tokens[:-1] if row.tokens and row.tokens[-1] in self.eos_ids else row.tokens
+        ends = self.eos_ids | row.stop_ids
+        tokens = row.tokens[:-1] if row.tokens and row.tokens[-1] in ends else row.tokens
         return cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), row.sampling.stop)
 
     def close(self) -> None:
@@ -293,6 +336,15 @@ class VLLMBackend:
             self._tokenizer = self._llm.get_tokenizer()  # type: ignore[attr-defined]
         return self._llm
 
+    def pre_query(self, system: str | None = None, role_stop: bool = True) -> PreQuery:
+        """The raw prompt that makes this model write a user turn (Magpie), and its stops; needs only the
+        tokenizer, so the engine is not started for it."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+        return pre_query(self._tokenizer, system, role_stop)
+
     def start(self) -> None:
         """Start the engine now (else the first chat does): callers that time generation call this first."""
         with self._lock:
@@ -306,7 +358,7 @@ class VLLMBackend:
             llm = self._engine()
             from vllm import SamplingParams, TokensPrompt
 
-            prompt_ids = [chat_prompt_ids(self._tokenizer, r.messages, self.model) for r in requests]
+            all_ids = [prompt_ids(self._tokenizer, r, self.model) for r in requests]
             params = [
                 SamplingParams(
                     n=r.sampling.n,
@@ -314,21 +366,24 @@ class VLLMBackend:
                     top_p=r.sampling.top_p,
                     max_tokens=r.sampling.max_tokens,
                     stop=list(r.sampling.stop) or None,
+                    stop_token_ids=sorted(stop_token_ids(self._tokenizer, r.sampling.stop)) or None,
                     seed=r.sampling.seed,
                     prompt_logprobs=self.prompt_logprobs,
                 )
                 for r in requests
             ]
-            prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids]
+            prompts = [TokensPrompt(prompt_token_ids=ids) for ids in all_ids]
             outputs = llm.generate(prompts, params, use_tqdm=False)  # type: ignore[attr-defined]
         results = []
-        for ids, out in zip(prompt_ids, outputs, strict=True):
+        for ids, out in zip(all_ids, outputs, strict=True):
             logprobs = None
             if self.prompt_logprobs is not None and out.prompt_logprobs is not None:
                 # Position 0 has no logprob (nothing precedes it); position i holds the candidates for ids[i].
                 logprobs = [float(out.prompt_logprobs[i][ids[i]].logprob) for i in range(1, len(ids))]
             completion = sum(len(o.token_ids) for o in out.outputs)
-            results.append(ChatResult([o.text for o in out.outputs], len(ids), completion, prompt_logprobs=logprobs))
+            ended = [o.finish_reason == "stop" for o in out.outputs]
+            texts = [o.text for o in out.outputs]
+            results.append(ChatResult(texts, len(ids), completion, prompt_logprobs=logprobs, finished=ended))
         return results
 
     def close(self) -> None:
@@ -425,6 +480,13 @@ class OpenAIBackend:
     def _call(self, req: ChatRequest) -> ChatResult:
         import openai
 
+        if req.prompt is not None:
+            # A server applies its own chat template around whatever it is sent (magpie#15), so a raw
+            # continuation of a pre-query prompt cannot be asked for; config validation refuses it first.
+            raise LLMCallError(
+                f"agent {req.agent} asked model {self.model} for a raw completion; the openai backend only chats "
+                "(use teacher.llm.backend transformers, vllm or auto)"
+            )
         s = req.sampling
         kwargs: dict[str, object] = {
             "model": self.model,

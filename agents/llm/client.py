@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from agents.llm.template import PreQuery
 from agents.llm.types import ChatBackend, ChatRequest, ChatResult
 
 SCHEMA = """
@@ -126,8 +127,10 @@ class Usage:
 
 
 def cache_key(kind: str, model: str, request: ChatRequest, extra: dict[str, object] | None = None) -> str:
-    """sha256 of the JSON of (kind, model, messages, sampling[, extra]); the agent is not part of it."""
+    """sha256 of the JSON of (kind, model, messages, sampling[, raw prompt][, extra]); the agent is not part of it."""
     parts: list[object] = [kind, model, request.messages, request.sampling.to_json()]
+    if request.prompt is not None:  # only raw completions add it, so every chat call keeps its old key
+        parts.append({"prompt": request.prompt})
     if extra:
         parts.append(extra)
     text = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -183,6 +186,16 @@ class LLMClient:
     def model(self) -> str:
         """The backend's model."""
         return self.backend.model
+
+    def pre_query(self, system: str | None = None, role_stop: bool = True) -> PreQuery:
+        """The backend's pre-query prompt (agents/llm/template.py); only local backends can give one."""
+        make = getattr(self.backend, "pre_query", None)
+        if make is None:
+            raise ValueError(
+                f"backend {self.kind}:{self.model} cannot complete raw text (no local tokenizer): "
+                "use teacher.llm.backend transformers, vllm or auto"
+            )
+        return make(system, role_stop)
 
     def key(self, request: ChatRequest) -> str:
         """The cache key of `request` for this backend."""
@@ -262,6 +275,7 @@ class LLMClient:
                         int(data["prompt_tokens"]),
                         int(data["completion_tokens"]),
                         prompt_logprobs=data.get("prompt_logprobs"),
+                        finished=data.get("finished"),
                     )
         return found
 
@@ -272,13 +286,17 @@ class LLMClient:
                 key,
                 self.kind,
                 self.model,
-                json.dumps({"messages": req.messages, "sampling": req.sampling.to_json()}, ensure_ascii=False),
+                json.dumps(
+                    {"messages": req.messages, "sampling": req.sampling.to_json(), "prompt": req.prompt},
+                    ensure_ascii=False,
+                ),
                 json.dumps(
                     {
                         "texts": res.texts,
                         "prompt_tokens": res.prompt_tokens,
                         "completion_tokens": res.completion_tokens,
                         "prompt_logprobs": res.prompt_logprobs,
+                        "finished": res.finished,
                     },
                     ensure_ascii=False,
                 ),

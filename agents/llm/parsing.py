@@ -142,7 +142,7 @@ def retry_request(request: ChatRequest, attempt: int, temperature: float = 0.7) 
         return request
     seed = attempt if request.sampling.seed is None else request.sampling.seed + attempt
     sampling = replace(request.sampling, seed=seed, temperature=max(request.sampling.temperature, temperature))
-    return ChatRequest(request.messages, sampling, request.agent, attempt)
+    return ChatRequest(request.messages, sampling, request.agent, attempt, request.prompt)
 
 
 @dataclass

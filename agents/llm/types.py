@@ -27,12 +27,22 @@ class Sampling:
 
 @dataclass
 class ChatRequest:
-    """One chat call: the messages, the sampling, and which agent asks (for accounting only)."""
+    """One chat call: the messages, the sampling, and which agent asks (for accounting only).
+
+    With `prompt` set the call is a raw completion instead: the text is continued as it is, with no chat
+    template around it (Magpie's pre-query prompts, Self-Instruct's numbered lists); `messages` is then empty.
+    Only the local backends (transformers, vLLM) complete raw text.
+    """
 
     messages: list[Message]
     sampling: Sampling = field(default_factory=Sampling)
     agent: str = "agent"
     attempt: int = 0  # 0 for a first ask, n for the n-th re-ask after an unusable reply (accounting only)
+    prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt is not None and self.messages:
+            raise ValueError(f"agent {self.agent}: a request has either messages or a raw prompt, not both")
 
 
 @dataclass
@@ -45,6 +55,9 @@ class ChatResult:
     cached: bool = False
     # Log-probabilities of the prompt tokens after the first, when the backend was asked for them (vLLM only).
     prompt_logprobs: list[float] | None = None
+    # Per text: True when it ended on an end-of-turn token or a stop string, False when max_tokens cut it;
+    # None where the backend does not say (Magpie drops instructions that did not end on their own).
+    finished: list[bool] | None = None
 
 
 class ChatBackend(Protocol):

@@ -19,11 +19,9 @@ from pydantic import Field
 from agents.llm.parsing import ParseError, excerpt, parse_json_list
 from agents.llm.prompts import render
 from agents.llm.types import ChatRequest, Message, Sampling
-from agents.proposal import Ask, Candidate, Proposal, Written, allocate, rejection
-from agents.similarity import RougeIndex
+from agents.proposal import Ask, Candidate, Proposal, Written, candidate_record, node_asks, rejection
+from agents.similarity import Novelty
 from core.plugins import Inputs, Plugin, PluginConfig, register
-from core.records import Record, item_id
-from core.text import question_key
 
 
 class ChatWriterConfig(PluginConfig):
@@ -61,16 +59,16 @@ class ChatWriter(Plugin):
         self, proposal: Proposal, budget: int, round: int, rng: random.Random, inputs: Inputs, strategy: str
     ) -> Written:
         """Candidates for every ask (and for the weights, split by `allocate`), each novel."""
-        self._seen: set[str] = set()
-        self._index = RougeIndex()
-        self._remember(inputs["known"])
-        asks = list(proposal.asks) + self._weighted_asks(proposal, budget - len(proposal.asks), inputs)
+        self._novel = Novelty(self.config.rouge_max, inputs["known"])
+        left = budget - len(proposal.asks)
+        weighted = node_asks(proposal, left, inputs["taxonomy"], inputs["failures"], self.config.examples)
+        asks = list(proposal.asks) + weighted
         jobs = [_Job(a, a.messages or partial(_point_messages, a)) for a in asks]
         self._run(jobs, round)
         items, rejected = [], []
         for job in jobs:
             for question, answer, note in job.kept:
-                items.append(self._record(job.ask, question, answer, note, round, len(items), strategy))
+                items.append(candidate_record(job.ask, question, answer, note, round, len(items), strategy, self.name))
             if len(job.kept) < job.ask.n:
                 got = (
                     f"kept {len(job.kept)} of {job.ask.n} after {self.parts.max_tries} tries; last: "
@@ -79,30 +77,6 @@ class ChatWriter(Plugin):
                 )
                 rejected.append(rejection(job.ask.parent["id"], got + (job.reason or "no candidate"), job.excerpt))
         return Written(items, rejected)
-
-    def _weighted_asks(self, proposal: Proposal, budget: int, inputs: Inputs) -> list[Ask]:
-        if not proposal.weights:
-            return []
-        descriptions = {str(p["id"]): str(p.get("description", "")) for p in inputs["taxonomy"]}
-        failures = inputs["failures"]
-        asks = []
-        for v, (key, n) in enumerate(sorted(allocate(proposal.weights, budget).items(), key=lambda kv: str(kv[0]))):
-            point, facet, level = key
-            node = f"{point}|{facet}" if facet else point
-            shown = [
-                f for f in failures if f.get("knowledge_point") == point and (facet is None or f.get("facet") == facet)
-            ]
-            parent: Record = {"id": node, "knowledge_point": point, "facet": facet, "difficulty": level}
-            context = {"description": descriptions.get(point, ""), "examples": shown[: self.config.examples]}
-            asks.append(Ask(parent, n, proposal.reasons[key], key, variant=v, context=context))
-        return asks
-
-    def _remember(self, questions: object) -> None:
-        for q in questions:  # type: ignore[attr-defined]
-            key = question_key(q)
-            if key not in self._seen:
-                self._seen.add(key)
-                self._index.add(str(q))
 
     def _run(self, jobs: list[_Job], round: int) -> None:
         for attempt in range(self.parts.max_tries):
@@ -137,44 +111,12 @@ class ChatWriter(Plugin):
         for question, answer, note in candidates:
             if len(job.kept) >= job.ask.n:
                 break
-            problem = self._novelty(question)
+            problem = self._novel.problem(question)
             if problem:
                 job.reason, job.excerpt = problem, excerpt(question)
                 continue
-            self._remember([question])
+            self._novel.add([question])
             job.kept.append((question, answer, note))
-
-    def _novelty(self, question: str) -> str | None:
-        """Why a candidate question is not new enough, or None when it is."""
-        if not question:
-            return "empty question"
-        if question_key(question) in self._seen:
-            return "repeat of a known question"
-        limit = self.config.rouge_max
-        score, where = self._index.best(question, stop_above=limit)
-        if score > limit and where is not None:
-            return f"too similar: ROUGE-L {score:.2f} > {limit} to {excerpt(self._index.texts[where], 80)!r}"
-        return None
-
-    def _record(
-        self, ask: Ask, question: str, answer: str | None, note: str, round: int, i: int, strategy: str
-    ) -> Record:
-        p = ask.parent
-        return {
-            "id": item_id(round, strategy, i),
-            "instruction": question,
-            "reference": answer,
-            "knowledge_point": p.get("knowledge_point"),
-            "facet": p.get("facet"),
-            "skill": p.get("skill"),
-            "difficulty": p.get("difficulty"),
-            "source": "synthetic",
-            "round": round,
-            "strategy": strategy,
-            "writer": self.name,
-            "parent_id": p["id"],
-            "why": f"{ask.why}; key point: {note}" if note else ask.why,
-        }
 
 
 def _point_messages(ask: Ask, n: int) -> list[Message]:

@@ -53,6 +53,7 @@ TINY = [
 CHAT = ["teacher.kind=llm", "teacher.llm.backend=openai", "teacher.llm.model=scripted"]
 CHAT += ["teacher.llm.base_url=http://127.0.0.1:9/v1", "teacher.llm.max_tries=2", "synthesis.writer=chat"]
 CHAT += ["synthesis.curate=null"]  # the defaults for a chat run: verify, then the model's 1-5 rating
+LOCAL = ["teacher.llm.backend=transformers"]  # raw completions need a local model (the client is injected)
 
 
 # -- a scripted chat model that plays every agent over the task world --------------------------------
@@ -80,8 +81,15 @@ def _prompt(req: ChatRequest) -> str:
 def world_chat() -> ScriptedBackend:
     """Questioner, teacher, rater and Examiner replies over the task world (the oracle answers)."""
     count = iter(range(10_000))
+    samples = iter(range(10_000))  # raw completions: each sample of a request differs
+
+    def sampled(req: ChatRequest) -> str:
+        return sample_item(random.Random(f"{req.prompt}:{req.sampling.seed}:{next(samples)}"), POINTS[1], 2)[0]
+
     return ScriptedBackend(
         [
+            (r"<\|im_start\|>user\n$", sampled),  # magpie: a user turn
+            ("Think of a list of new tasks", lambda r: f" {sampled(r)}\n10. {sampled(r)}\n11. Hi"),  # self_instruct
             ("The student was given this question", _one),  # llm2llm
             ("STUDENT'S WRONG ANSWER", _many),  # instructors
             (r"Write \d+ new question", _many),  # the chat writer's per-point prompt
@@ -124,7 +132,10 @@ def _round1(round0: Path, tmp: Path, overrides: Sequence[str], backend: Scripted
         (["synthesis.plan=weakness"], "weakness"),  # a weighing plan with the chat writer
         (["synthesis.plan=frontier", "synthesis.writer=generator"], "frontier"),  # the world writes, the model answers
         (["synthesis.plan=random", "synthesis.curate=[verify]"], "random"),
+        (["synthesis.plan=weakness", "synthesis.writer=magpie", *LOCAL], "weakness"),
+        (["synthesis.plan=llm2llm", "synthesis.writer={name: self_instruct, rouge_max: 0.95}", *LOCAL], "llm2llm"),
     ],
+    ids=["llm2llm", "instructors", "autodetect", "weakness", "frontier", "random", "magpie", "self_instruct"],
 )
 def test_every_strategy_runs_a_round_of_the_loop(
     round0: Path, tmp_path: Path, overrides: list[str], strategy: str
@@ -141,7 +152,10 @@ def test_every_strategy_runs_a_round_of_the_loop(
         if row["kept"]:
             assert solve(str(row["instruction"])) in (None, row["output"])
     written = {i.get("writer") for i in items if i["instruction"]}
-    assert written == {"generator" if "synthesis.writer=generator" in overrides else "chat"}
+    named = [
+        re.sub(r"^\{name: (\w+).*", r"\1", o.split("=", 1)[1]) for o in overrides if o.startswith("synthesis.writer=")
+    ]
+    assert written == {named[-1] if named else "chat"}
     if "examiner=autodetect" in overrides:
         profile = json.loads((run / "round_001" / "profile.json").read_text())
         assert [r["kind"] for r in profile["refinements"]] == ["new_point"]
@@ -180,6 +194,10 @@ def test_combinations_that_cannot_run_fail_before_a_run_directory_exists(tmp_pat
         (["synthesis.writer=chat"], "synthesis.writer 'chat' needs a chat model"),
         (["examiner=autodetect"], "examiner 'autodetect' needs a chat model"),
         (["synthesis.curate=[verify, quality]"], "synthesis.curate[1] 'quality' needs a chat model"),
+        (
+            ["teacher.kind=llm", "teacher.llm.backend=openai", "teacher.llm.model=m", "synthesis.writer=magpie"],
+            "synthesis.writer 'magpie' needs a local chat model that continues raw text",
+        ),
     ]:
         run = tmp_path / "never"
         done = subprocess.run(

@@ -89,6 +89,24 @@ def test_stop_strings_cut_generated_text_at_the_first_stop(backend: Transformers
     assert cut_at_stop("ab\ncd###", ["###", "\n"]) == "ab"
 
 
+def test_a_raw_prompt_is_continued_as_it_is_and_says_whether_it_ended(
+    backend: TransformersBackend, tiny_items: Items
+) -> None:
+    item = next(it for it in tiny_items if it["skill"] == "multiplication")
+    chatted = ask(str(item["instruction"]), max_tokens=8)
+    text = backend.tokenizer.apply_chat_template(chatted.messages, add_generation_prompt=True, tokenize=False)
+    raw = ChatRequest([], Sampling(max_tokens=8), prompt=text)
+    [by_chat, by_raw, cut] = backend.chat([chatted, raw, ChatRequest([], Sampling(max_tokens=1), prompt=text)])
+    assert by_raw.texts == by_chat.texts == [str(item["output"])] and by_raw.prompt_tokens == by_chat.prompt_tokens
+    assert by_raw.finished == [True] and cut.finished == [False]  # ended on EOS; cut by max_tokens
+    # A stop string that is a special token is seen as its id (decoded text skips it) and cut off.
+    eos = backend.tokenizer.eos_token
+    [stopped] = backend.chat([ChatRequest([], Sampling(max_tokens=8, stop=(eos,)), prompt=text)])
+    assert stopped.texts == [str(item["output"])] and stopped.finished == [True]
+    with pytest.raises(ValueError, match="either messages or a raw prompt"):
+        ChatRequest(chat("x"), prompt="y")
+
+
 def test_seeded_sampling_repeats_and_n_samples_differ(backend: TransformersBackend) -> None:
     # An unseen prompt at a high temperature, where the fitted model is unsure.
     hot = {"temperature": 2.0, "max_tokens": 6, "n": 4}
@@ -148,18 +166,23 @@ from agents.llm.types import ChatRequest, Sampling
 # vLLM spawns workers that re-import this file: the engine must only start under the guard.
 if __name__ == "__main__":
     model_dir, requests_path, out_path = sys.argv[1:]
-    requests = [
-        ChatRequest(r["messages"], Sampling(**{**r["sampling"], "stop": tuple(r["sampling"]["stop"])}))
+    every = [
+        ChatRequest(
+            r["messages"], Sampling(**{**r["sampling"], "stop": tuple(r["sampling"]["stop"])}), prompt=r.get("prompt")
+        )
         for r in json.load(open(requests_path))
     ]
+    requests = [r for r in every if r.prompt is None]
     backend = VLLMBackend(
         model_dir, prompt_logprobs=0, gpu_memory_utilization=0.1, enforce_eager=True, max_model_len=256,
         dtype="float32", seed=0,
     )
     results = backend.chat(requests)
     again = backend.chat(requests[-1:])
+    raw = backend.chat([r for r in every if r.prompt is not None])
     backend.close()
-    json.dump({"results": [r.__dict__ for r in results], "again": again[0].__dict__}, open(out_path, "w"))
+    out = {"results": [r.__dict__ for r in results], "again": again[0].__dict__, "raw": [r.__dict__ for r in raw]}
+    json.dump(out, open(out_path, "w"))
 """
 
 
@@ -174,8 +197,13 @@ def test_vllm_backend_agrees_with_transformers(backend: TransformersBackend, tin
     stopped = ask(str(rev["instruction"]), max_tokens=8, stop=(" " + str(rev["output"]).split()[-1],))
     sampled = ask("hello there", temperature=1.0, n=3, seed=5, max_tokens=6)
     requests = [*greedy, stopped, sampled]
+    # Raw completions: a learned item's chat written out by hand, run to its end and cut after one token.
+    text = backend.tokenizer.apply_chat_template(greedy[0].messages, add_generation_prompt=True, tokenize=False)
+    raw = [ChatRequest([], Sampling(max_tokens=8), prompt=text), ChatRequest([], Sampling(max_tokens=1), prompt=text)]
     (tmp_path / "requests.json").write_text(
-        json.dumps([{"messages": r.messages, "sampling": r.sampling.to_json()} for r in requests])
+        json.dumps(
+            [{"messages": r.messages, "sampling": r.sampling.to_json(), "prompt": r.prompt} for r in requests + raw]
+        )
     )
     (tmp_path / "run_vllm.py").write_text(VLLM_SCRIPT)
     proc = subprocess.run(
@@ -202,6 +230,8 @@ def test_vllm_backend_agrees_with_transformers(backend: TransformersBackend, tin
             len(g["texts"]) == req.sampling.n and 0 < g["completion_tokens"] <= req.sampling.max_tokens * req.sampling.n
         )
     assert out["again"]["texts"] == got[-1]["texts"], "a seeded request repeats"
+    assert out["raw"][0]["texts"] == got[0]["texts"], "a raw prompt is the chat it spells out"
+    assert [r["finished"] for r in out["raw"]] == [[True], [False]]
     # Prompt logprobs line up with the prompt tokens: compare with a forward pass of the same model.
     ids = chat_prompt_ids(backend.tokenizer, requests[0].messages, backend.model)
     with torch.inference_mode():
