@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.llm.types import Message
+from agents.llm.types import Guide, Message
 from core.records import Record, item_id
 
 Key = tuple[str, "str | None", int | None]  # (knowledge point, facet, level)
@@ -37,6 +37,7 @@ class Ask:
     parse: Callable[[str], list[Candidate]] | None = None
     variant: int = 0  # tells apart asks of one parent in a round (part of the sampling seed)
     context: dict[str, object] = field(default_factory=dict)  # what a writer's own prompt shows (examples, ...)
+    guide: Guide | None = None  # the reply's shape, for guided decoding (agents/llm/guides.py)
 
 
 @dataclass

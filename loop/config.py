@@ -104,6 +104,12 @@ class LLMConfig(_Node):
     max_tokens: int = Field(256, ge=1, description="new tokens per reply")
     temperature: float = Field(1.0, ge=0, description="Questioner sampling temperature")
     max_tries: int = Field(3, ge=1, description="re-asks when a reply does not parse, then the item is dropped")
+    guided: bool = Field(
+        False,
+        description="guided decoding: replies of a known shape (JSON objects, 'Score: n', '[[n]]') are constrained "
+        "to it while decoding (transformers via xgrammar, vLLM's structured outputs, an OpenAI-compatible "
+        "server's response_format; regexes need a vLLM server)",
+    )
     price_prompt: float | None = Field(None, ge=0, description="USD per 1M prompt tokens (for cost accounting)")
     price_completion: float | None = Field(None, ge=0, description="USD per 1M completion tokens")
     budget_tokens: int | None = Field(None, ge=1, description="stop the loop once the agents spent this many tokens")

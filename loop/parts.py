@@ -51,7 +51,7 @@ def make_client(cfg: RunConfig, root: Path, model: str) -> LLMClient:
     prices = Prices(llm.price_prompt or 0.0, llm.price_completion or 0.0) if priced else None
     limited = llm.budget_tokens is not None or llm.budget_cost is not None
     budget = Budget(llm.budget_tokens, llm.budget_cost) if limited else None
-    return LLMClient(backend, cache_path=root / "llm_cache.sqlite", prices=prices, budget=budget)
+    return LLMClient(backend, cache_path=root / "llm_cache.sqlite", prices=prices, budget=budget, guided=llm.guided)
 
 
 def chat_backend(cfg: RunConfig) -> str:

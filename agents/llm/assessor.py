@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from agents.llm.guides import RATING, SCORE
 from agents.llm.parsing import Chat, ask_parsed, excerpt, parse_rating
 from agents.llm.prompts import render
 from agents.llm.types import ChatRequest, Sampling
@@ -77,13 +78,14 @@ class LLMAssessor:
         else:
             user = render("judge", question=question, answer=answer)
         messages = [{"role": "system", "content": render("judge_system")}, {"role": "user", "content": user}]
-        return ChatRequest(messages, Sampling(temperature=0.0, max_tokens=self.max_tokens), "assessor")
+        return ChatRequest(messages, Sampling(temperature=0.0, max_tokens=self.max_tokens, guide=RATING), "assessor")
 
     # -- curation -----------------------------------------------------------------------------------
     def quality_request(self, item: Record) -> ChatRequest:
         """The Humpback-style 5-point rating request for one item."""
         user = render("quality", instruction=item["instruction"], output=item["output"])
-        return ChatRequest([{"role": "user", "content": user}], Sampling(0.0, max_tokens=self.max_tokens), "assessor")
+        sampling = Sampling(0.0, max_tokens=self.max_tokens, guide=SCORE)
+        return ChatRequest([{"role": "user", "content": user}], sampling, "assessor")
 
 
 def _error(ok: bool, label: str) -> str | None:

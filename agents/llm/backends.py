@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
+import json
 import os
 import random
 import threading
@@ -18,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from agents.llm.template import PreQuery, pre_query
-from agents.llm.types import ChatBackend, ChatRequest, ChatResult, Message, Sampling
+from agents.llm.types import ChatBackend, ChatRequest, ChatResult, Guide, Message, Sampling
 from core.models import resolve_model
 from core.text import cut_at_stop
 
@@ -111,6 +112,7 @@ class _Row:
     tokens: list[int] = field(default_factory=list)
     done: bool = False
     ended: bool = False  # ended on an end token or a stop string (not cut by max_tokens)
+    matcher: Any = None  # an xgrammar GrammarMatcher where the request has a guide
 
 
 class TransformersBackend:
@@ -153,6 +155,8 @@ class TransformersBackend:
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         self.context = int(getattr(self.lm.config, "max_position_embeddings", 2048))
         self._lock = threading.Lock()  # one decode at a time: the model is shared and not re-entrant
+        self._compiler: Any = None  # xgrammar's compiler, made at the first guided request
+        self._grammars: dict[Guide, Any] = {}
 
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """One result per request with `sampling.n` texts; batches of `batch_size` sequences."""
@@ -179,7 +183,7 @@ class TransformersBackend:
                         gen.seed()
                     else:
                         gen.manual_seed((s.seed * 1_000_003 + j) % 2**63)
-                rows.append(_Row(ids, s, gen, stops))
+                rows.append(_Row(ids, s, gen, stops, matcher=self._matcher(s.guide) if s.guide else None))
             per_request.append(rows)
         everything = [row for rows in per_request for row in rows]
         # Similar lengths together, so little padding is computed.
@@ -203,6 +207,29 @@ class TransformersBackend:
         """The raw prompt that makes this model write a user turn (Magpie), and its stops."""
         return pre_query(self.tokenizer, system, role_stop)
 
+    def _matcher(self, guide: Guide) -> Any:
+        """A fresh grammar matcher for a guide (grammars compiled once per guide, with xgrammar)."""
+        xgr = _import_xgrammar()
+        if self._compiler is None:
+            vocab = int(self.lm.get_output_embeddings().weight.shape[0])
+            info = xgr.TokenizerInfo.from_huggingface(
+                self.tokenizer, vocab_size=vocab, stop_token_ids=sorted(self.eos_ids)
+            )
+            self._compiler = xgr.GrammarCompiler(info)
+        compiled = self._grammars.get(guide)
+        if compiled is None:
+            try:
+                if guide.kind == "json":
+                    compiled = self._compiler.compile_json_schema(guide.spec, any_whitespace=False)
+                else:
+                    compiled = self._compiler.compile_regex(guide.spec)
+            except (RuntimeError, ValueError) as err:
+                raise ValueError(
+                    f"guided decoding: cannot compile the {guide.kind} guide {guide.spec[:120]!r}: {err}"
+                ) from err
+            self._grammars[guide] = compiled
+        return xgr.GrammarMatcher(compiled)
+
     def _decode(self, rows: list[_Row]) -> None:
         import torch
 
@@ -225,13 +252,18 @@ class TransformersBackend:
                     use_cache=True,
                 )
                 past = out.past_key_values
-                logits = out.logits[:, -1, :].float().cpu()
+                logits = out.logits[:, -1, :].float().cpu().contiguous()
+                guided = [i for i, r in enumerate(rows) if r.matcher is not None and not r.done]
+                if guided:
+                    _mask_logits(logits, rows, guided)
                 next_ids = []
                 for i, r in enumerate(rows):
                     token = self.pad_id if r.done else self._pick(logits[i], r)
                     next_ids.append(token)
                     if not r.done:
                         r.tokens.append(token)
+                        if r.matcher is not None:
+                            r.matcher.accept_token(token)
                         r.done = self._finished(r)
                 if all(r.done for r in rows):
                     break
@@ -261,6 +293,7 @@ class TransformersBackend:
         row.ended = (
             last in self.eos_ids
             or last in row.stop_ids
+            or (row.matcher is not None and row.matcher.is_terminated())
             or (bool(stop) and any(s in self.tokenizer.decode(row.tokens, skip_special_tokens=True) for s in stop))
         )
         return row.ended or len(row.tokens) >= row.sampling.max_tokens
@@ -280,6 +313,26 @@ class TransformersBackend:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _import_xgrammar() -> Any:
+    try:
+        import xgrammar
+    except ImportError as err:
+        raise ImportError(
+            f"guided decoding on the transformers backend needs xgrammar, which cannot be imported ({err}); it "
+            "comes with vLLM (scripts/bootstrap.sh), or: pip install xgrammar; or set teacher.llm.guided=false"
+        ) from err
+    return xgrammar
+
+
+def _mask_logits(logits: torch.Tensor, rows: Sequence[_Row], guided: Sequence[int]) -> None:
+    """Set to -inf, in place, the logits of tokens each guided row's grammar does not allow next."""
+    xgr = _import_xgrammar()
+    bitmask = xgr.allocate_token_bitmask(len(rows), logits.shape[-1])
+    for i in guided:
+        rows[i].matcher.fill_next_token_bitmask(bitmask, i)
+    xgr.apply_token_bitmask_inplace(logits, bitmask, indices=list(guided))
 
 
 def _import_vllm() -> object:
@@ -369,6 +422,7 @@ class VLLMBackend:
                     stop_token_ids=sorted(stop_token_ids(self._tokenizer, r.sampling.stop)) or None,
                     seed=r.sampling.seed,
                     prompt_logprobs=self.prompt_logprobs,
+                    structured_outputs=_vllm_guide(r.sampling.guide),
                 )
                 for r in requests
             ]
@@ -397,6 +451,17 @@ class VLLMBackend:
             engine_core.shutdown()
         self._llm = None
         gc.collect()
+
+
+def _vllm_guide(guide: Guide | None) -> object:
+    """vLLM's structured-output parameters for a guide (None: unguided)."""
+    if guide is None:
+        return None
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if guide.kind == "json":
+        return StructuredOutputsParams(json=json.loads(guide.spec), disable_any_whitespace=True)
+    return StructuredOutputsParams(regex=guide.spec)
 
 
 def _is_loopback_url(url: str) -> bool:
@@ -500,6 +565,14 @@ class OpenAIBackend:
             kwargs["stop"] = list(s.stop)
         if s.seed is not None:
             kwargs["seed"] = s.seed
+        if s.guide is not None:
+            # A JSON schema as the standard response_format (OpenAI, vLLM, SGLang, ...); a regex only as vLLM's
+            # structured_outputs extension (a server without it refuses the request: a clear 400).
+            if s.guide.kind == "json":
+                schema = {"name": "reply", "schema": json.loads(s.guide.spec), "strict": True}
+                kwargs["response_format"] = {"type": "json_schema", "json_schema": schema}
+            else:
+                kwargs["extra_body"] = {"structured_outputs": {"regex": s.guide.spec}}
         where = f"model {self.model} at {self.base_url} (agent {req.agent})"
         for attempt in range(self.max_retries + 1):
             delay: float | None = None

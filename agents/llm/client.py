@@ -152,8 +152,12 @@ class LLMClient:
         cache_path: str | Path | None = None,
         prices: Prices | None = None,
         budget: Budget | None = None,
+        guided: bool = False,
     ) -> None:
         self.backend = backend
+        # Guided decoding: requests keep the shape their agent attached (a JSON schema, a regex) only when on;
+        # off, the guide is dropped before the cache key is made, so unguided runs keep their keys.
+        self.guided = guided
         self.cache_path = Path(cache_path) if cache_path is not None else None
         self.prices = prices
         self.budget = budget
@@ -197,16 +201,22 @@ class LLMClient:
             )
         return make(system, role_stop)
 
+    def _guide(self, request: ChatRequest) -> ChatRequest:
+        if request.sampling.guide is None or self.guided:
+            return request
+        return replace(request, sampling=replace(request.sampling, guide=None))
+
     def key(self, request: ChatRequest) -> str:
         """The cache key of `request` for this backend."""
         # Results with prompt logprobs differ from results without, so the setting joins the key when on.
+        request = self._guide(request)
         logprobs = getattr(self.backend, "prompt_logprobs", None)
         extra: dict[str, object] | None = {"prompt_logprobs": logprobs} if logprobs is not None else None
         return cache_key(self.kind, self.model, request, extra)
 
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """One result per request, in order; hits come from the cache (`cached=True`), misses from the backend."""
-        requests = list(requests)
+        requests = [self._guide(r) for r in requests]
         round_ = self.round
         keys = [self.key(r) for r in requests]
         found = self._lookup(set(keys))

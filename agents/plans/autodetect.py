@@ -14,6 +14,7 @@ from functools import partial
 
 from pydantic import Field
 
+from agents.llm.guides import PROMPT_OBJECT
 from agents.llm.parsing import excerpt, parse_json
 from agents.llm.prompts import render
 from agents.llm.types import Message
@@ -63,7 +64,7 @@ class AutoDetectPlan(Plugin):
             for v in range(min(self.config.per_point, budget - len(asks))):
                 history = _history(past, rng, self.config.show)
                 ask = partial(search_messages, node, description, history, descriptions, self.parts.domain)
-                asks.append(Ask(parent, 1, why, key, ask, parse, v))  # type: ignore[arg-type]
+                asks.append(Ask(parent, 1, why, key, ask, parse, v, guide=PROMPT_OBJECT))  # type: ignore[arg-type]
         return Proposal(asks=asks)
 
 

@@ -15,6 +15,7 @@ from functools import partial
 
 from pydantic import Field
 
+from agents.llm.guides import qa_list
 from agents.llm.parsing import parse_json_list
 from agents.llm.prompts import render
 from agents.llm.types import Message
@@ -55,7 +56,7 @@ class InstructorsPlan(Plugin):
             right = [index.texts[i] for i, _ in near] if index else []
             n = min(per, left)
             why = f"instructors: learning from error{' by contrast' if right else ''}, {n} per wrong answer"
-            asks.append(Ask(f, n, why, messages=partial(messages, f, right), parse=parse))
+            asks.append(Ask(f, n, why, messages=partial(messages, f, right), parse=parse, guide=qa_list(n)))
             left -= n
         return Proposal(asks=asks)
 

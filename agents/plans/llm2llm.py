@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 from functools import partial
 
+from agents.llm.guides import QA_OBJECT
 from agents.llm.parsing import parse_json
 from agents.llm.prompts import render
 from agents.llm.types import Message
@@ -43,7 +44,7 @@ class LLM2LLMPlan(Plugin):
         for f in sample_records(failures, budget, rng):
             level = f.get("difficulty", self.parts.difficulty)
             key = (str(f["knowledge_point"]), f.get("facet"), None if level is None else int(level))  # type: ignore[arg-type]
-            asks.append(Ask(f, 1, WHY, key, partial(messages, f), parse))
+            asks.append(Ask(f, 1, WHY, key, partial(messages, f), parse, guide=QA_OBJECT))
         return Proposal(asks=asks)
 
 

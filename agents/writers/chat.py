@@ -11,14 +11,15 @@ with its reason.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from pydantic import Field
 
+from agents.llm.guides import qa_list
 from agents.llm.parsing import ParseError, excerpt, parse_json_list
 from agents.llm.prompts import render
-from agents.llm.types import ChatRequest, Message, Sampling
+from agents.llm.types import ChatRequest, Guide, Message, Sampling
 from agents.proposal import Ask, Candidate, Proposal, Written, candidate_record, node_asks, rejection
 from agents.similarity import Novelty
 from core.plugins import Inputs, Plugin, PluginConfig, register
@@ -86,7 +87,7 @@ class ChatWriter(Plugin):
             requests = [
                 ChatRequest(
                     j.messages(j.ask.n - len(j.kept)),  # type: ignore[operator]
-                    self._sampling(round, i, j.ask, attempt),
+                    replace(self._sampling(round, i, j.ask, attempt), guide=_guide(j.ask, j.ask.n - len(j.kept))),
                     "questioner",
                     attempt,
                 )
@@ -117,6 +118,13 @@ class ChatWriter(Plugin):
                 continue
             self._novel.add([question])
             job.kept.append((question, answer, note))
+
+
+def _guide(ask: Ask, n: int) -> Guide | None:
+    """The ask's own reply shape, or the generic prompt's: a list of n {question, answer} objects."""
+    if ask.guide is not None or ask.parse is not None:
+        return ask.guide
+    return qa_list(n)
 
 
 def _point_messages(ask: Ask, n: int) -> list[Message]:

@@ -120,16 +120,21 @@ class CompletionWriter(Plugin):
                 for question, why in self.parse(job.ask, text, done):
                     self._take(job, question, why, text)
 
-    def _take(self, job: _Job, question: str, why: str, text: str) -> None:
-        parent = job.ask.parent["id"]
-        if why:
-            job.drops.append(rejection(parent, f"{self.name}: {why}", excerpt(text)))
-            return
+    def problem(self, question: str) -> str | None:
+        """Why a parsed question cannot be kept (a repeat, too close to a known one, unanswerable), or None."""
         problem = self.novel.problem(question)
         task = self.parts.task
         checked = problem is None and self.config.verifiable_only and getattr(task, "has_oracle", False)
         if checked and task.oracle(question) is None:
             problem = "the task's code cannot answer it"
+        return problem
+
+    def _take(self, job: _Job, question: str, why: str, text: str) -> None:
+        parent = job.ask.parent["id"]
+        if why:
+            job.drops.append(rejection(parent, f"{self.name}: {why}", excerpt(text)))
+            return
+        problem = self.problem(question)
         if problem:
             job.drops.append(rejection(parent, f"{self.name}: {problem}", excerpt(question)))
             return

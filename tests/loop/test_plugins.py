@@ -89,6 +89,7 @@ def world_chat() -> ScriptedBackend:
     return ScriptedBackend(
         [
             (r"<\|im_start\|>user\n$", sampled),  # magpie: a user turn
+            (r"Prompt#:$", lambda r: f"#Rewritten Prompt#:\n{sampled(r)}"),  # evol_instruct
             ("Think of a list of new tasks", lambda r: f" {sampled(r)}\n10. {sampled(r)}\n11. Hi"),  # self_instruct
             ("The student was given this question", _one),  # llm2llm
             ("STUDENT'S WRONG ANSWER", _many),  # instructors
@@ -134,8 +135,12 @@ def _round1(round0: Path, tmp: Path, overrides: Sequence[str], backend: Scripted
         (["synthesis.plan=random", "synthesis.curate=[verify]"], "random"),
         (["synthesis.plan=weakness", "synthesis.writer=magpie", *LOCAL], "weakness"),
         (["synthesis.plan=llm2llm", "synthesis.writer={name: self_instruct, rouge_max: 0.95}", *LOCAL], "llm2llm"),
+        (
+            ["synthesis.plan=weakness", "synthesis.writer=evol_instruct", "synthesis.curate=[verify, eliminate]"],
+            "weakness",
+        ),
     ],
-    ids=["llm2llm", "instructors", "autodetect", "weakness", "frontier", "random", "magpie", "self_instruct"],
+    ids=["llm2llm", "instructors", "autodetect", "weakness", "frontier", "random", "magpie", "self_instruct", "evol"],
 )
 def test_every_strategy_runs_a_round_of_the_loop(
     round0: Path, tmp_path: Path, overrides: list[str], strategy: str

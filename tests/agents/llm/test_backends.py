@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from agents.llm.backends import TransformersBackend, VLLMBackend, chat_prompt_ids, make_backend
-from agents.llm.types import ChatRequest, Sampling
+from agents.llm.types import ChatRequest, Guide, Sampling
 from core.text import cut_at_stop
 from tests.agents.llm.conftest import VLLM_MISSING, VLLM_SKIP_REASON, chat
 
@@ -107,6 +107,34 @@ def test_a_raw_prompt_is_continued_as_it_is_and_says_whether_it_ended(
         ChatRequest(chat("x"), prompt="y")
 
 
+def test_guided_decoding_keeps_every_sample_to_its_schema_or_regex(backend: TransformersBackend) -> None:
+    import re
+
+    schema = {
+        "type": "object",
+        "properties": {"question": {"type": "string", "maxLength": 20}, "answer": {"type": "string", "maxLength": 8}},
+        "required": ["question", "answer"],
+        "additionalProperties": False,
+    }
+    guide = Guide.schema(schema)
+    sampled = ask("hello there", temperature=1.0, n=4, seed=3, max_tokens=48, guide=guide)
+    greedy = ask("What is 7 times 9?", max_tokens=48, guide=guide)
+    regex = ask(
+        "hello there", temperature=1.0, n=4, seed=3, max_tokens=24, guide=Guide.regex(r"[a-z ]{1,12}\nScore: [1-5]")
+    )
+    one, two, three = backend.chat([sampled, greedy, regex])
+    # The tiny model never saw JSON: whatever it writes under the guide is an object of exactly that shape.
+    for text, done in zip(one.texts + two.texts, one.finished + two.finished, strict=True):  # type: ignore[operator]
+        if done:
+            row = json.loads(text)
+            assert list(row) == ["question", "answer"] and len(row["question"]) <= 20 and len(row["answer"]) <= 8
+    assert any(one.finished) and all(three.finished)  # type: ignore[arg-type]
+    assert all(re.fullmatch(r"[a-z ]{1,12}\nScore: [1-5]", t) for t in three.texts), three.texts
+    assert not backend.chat([ask("What is 7 times 9?", max_tokens=48)])[0].texts[0].startswith("{")  # unguided
+    with pytest.raises(ValueError, match="cannot compile the regex guide"):
+        backend.chat([ask("hi", max_tokens=4, guide=Guide.regex("(unclosed"))])
+
+
 def test_seeded_sampling_repeats_and_n_samples_differ(backend: TransformersBackend) -> None:
     # An unseen prompt at a high temperature, where the fitted model is unsure.
     hot = {"temperature": 2.0, "max_tokens": 6, "n": 4}
@@ -161,7 +189,7 @@ def test_vllm_cpu_schedules_every_prompt_whole_unless_told(monkeypatch: pytest.M
 VLLM_SCRIPT = """
 import json, sys
 from agents.llm.backends import VLLMBackend
-from agents.llm.types import ChatRequest, Sampling
+from agents.llm.types import ChatRequest, Guide, Sampling
 
 # vLLM spawns workers that re-import this file: the engine must only start under the guard.
 if __name__ == "__main__":

@@ -240,3 +240,20 @@ def test_a_cache_file_from_before_the_retry_columns_opens_and_counts(tmp_path: P
     assert client.usage()["teacher"] == Usage(4, 1, 10, 20, 0.0, 0)
     client.chat([ChatRequest([{"role": "user", "content": "x"}], Sampling(seed=2), "teacher", attempt=2)])
     assert client.usage()["teacher"] == Usage(5, 1, 11, 22, 0.0, 1)
+
+
+def test_a_guide_is_sent_and_keyed_only_when_guided_decoding_is_on(tmp_path: Path) -> None:
+    from agents.llm.types import Guide
+
+    guided = ask("q", guide=Guide.regex("[a-z]+"))
+    assert cache_key("openai", "m", ask("q")) != cache_key("openai", "m", guided)
+    # An unguided request keeps the key it had before guides existed (no "guide" in its sampling JSON).
+    assert "guide" not in ask("q").sampling.to_json()
+    for on in (False, True):
+        seen: list[ChatRequest] = []
+        backend = CountingBackend()
+        backend.chat = lambda reqs, b=backend, s=seen: (s.extend(reqs), ScriptedBackend.chat(b, reqs))[1]  # type: ignore[method-assign]
+        client = LLMClient(backend, tmp_path / f"cache{on}.sqlite", guided=on)
+        client.chat([guided])
+        assert (seen[0].sampling.guide is not None) is on
+        assert client.key(guided) == (cache_key("scripted", "echo", guided if on else ask("q")))
