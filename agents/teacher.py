@@ -16,3 +16,20 @@ class WorldOracle:
     def answer(self, candidates: Sequence[Record]) -> list[Record]:
         """Each candidate with `output` (empty when the question is not one the oracle can solve)."""
         return [{**c, "output": solve(str(c["instruction"])) or "", "teacher": self.name} for c in candidates]
+
+
+class OracleFirst:
+    """The world's oracle answers what it can solve; another teacher (the chat model) answers the rest, in one
+    batch. Where a writer model is weak at answering, this measures its questions apart from its answers."""
+
+    def __init__(self, fallback: object) -> None:
+        self.fallback = fallback
+        self.oracle = WorldOracle()
+
+    def answer(self, candidates: Sequence[Record]) -> list[Record]:
+        """Each candidate answered, in order: by the oracle where it solves it, else by the fallback."""
+        solved = [solve(str(c["instruction"])) is not None for c in candidates]
+        mine = iter(self.oracle.answer([c for c, s in zip(candidates, solved, strict=True) if s]))
+        rest = [c for c, s in zip(candidates, solved, strict=True) if not s]
+        theirs = iter(self.fallback.answer(rest) if rest else [])  # type: ignore[attr-defined]
+        return [next(mine) if s else next(theirs) for s in solved]

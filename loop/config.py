@@ -133,6 +133,11 @@ class TeacherConfig(_Node):
     llm: LLMConfig = LLMConfig()
     samples: int = Field(1, ge=1, description="llm: answers per item; >1 keeps the majority answer (self-consistency)")
     min_agreement: float = Field(0.5, gt=0, le=1, description="llm: share of samples the kept answer needs")
+    answers: Literal["model", "oracle_first"] = Field(
+        "model",
+        description="llm: who answers new items; oracle_first: the task world's code answers every question it "
+        "can solve, the chat model the rest (the model only writes; measures a writer apart from a weak teacher)",
+    )
 
 
 class DatasetConfig(_Node):
@@ -382,6 +387,11 @@ class RunConfig(_Node):
     @model_validator(mode="after")
     def _dataset_task(self) -> RunConfig:
         task = self.task
+        if self.teacher.answers == "oracle_first" and (task.name != "world" or self.teacher.kind != "llm"):
+            raise ValueError(
+                "teacher.answers 'oracle_first' lets the task world's code answer before the chat model: it needs "
+                "task.name=world and teacher.kind=llm"
+            )
         if task.name == "world":
             if task.dataset is not None:
                 raise ValueError("task.dataset is set but task.name is 'world': set task.name=dataset to use it")

@@ -18,7 +18,7 @@ from agents.llm.backends import make_backend
 from agents.llm.client import Budget, LLMClient, Prices, Usage
 from agents.llm.parsing import Chat
 from agents.llm.teacher import LLMTeacher
-from agents.teacher import WorldOracle
+from agents.teacher import OracleFirst, WorldOracle
 from core import plugins
 from core.ifd import IFDScore
 from core.jsonl import read_jsonl, write_jsonl
@@ -135,9 +135,12 @@ def build(kind: str, config: PluginConfig, parts: Parts) -> plugins.Plugin:
     return plugins.build(kind, config, parts)
 
 
-def teacher_for(cfg: RunConfig, client: Chat | None, task: Task) -> LLMTeacher | WorldOracle:
-    """Who answers new items: the chat model, or the task world's oracle."""
-    return make_teacher(cfg, client, task) if client is not None else WorldOracle()
+def teacher_for(cfg: RunConfig, client: Chat | None, task: Task) -> LLMTeacher | WorldOracle | OracleFirst:
+    """Who answers new items: the chat model, the task world's oracle, or the oracle first and the model after."""
+    if client is None:
+        return WorldOracle()
+    teacher = make_teacher(cfg, client, task)
+    return OracleFirst(teacher) if cfg.teacher.answers == "oracle_first" else teacher
 
 
 def score_ifd(cfg: RunConfig, model_dir: Path, items: Sequence[Record], reverse: bool = False) -> list[IFDScore]:

@@ -179,8 +179,9 @@ class Stages:
         """Candidate items: the plan decides who gets how many, the writer writes them."""
         syn = self.cfg.synthesis
         plan, writer = self.plugin("plan", syn.plan, r), self.plugin("writer", syn.writer, r)
-        if "state" in plan.reads:
-            plan.load_state(self.inputs(plan, r)["state"])
+        for plugin in (plan, writer):  # a plugin with state across rounds (an archive, an evolving method)
+            if "state" in plugin.reads:
+                plugin.load_state(self.inputs(plugin, r)["state"])
         # The writer's tag keeps the draws of runs made before the plugin redesign.
         rng = random.Random(f"{self.cfg.seed}:{getattr(writer, 'rng_tag', writer.name)}:{plan.name}:{r}")
         t0 = time.perf_counter()
@@ -191,9 +192,10 @@ class Stages:
         rejected = [self._rejected(r, i, x, plan.name) for i, x in enumerate(written.rejected)]
         out = Out(stats={"candidates": len(candidates), "rejected": len(rejected), "compute_seconds": seconds})
         out.files = {self.files.at(r, F.DROPPED_QUESTION): rejected, self.files.at(r, F.CANDIDATES): candidates}
-        state = plan.state()
-        if state is not None:
-            out.files[self.files.state(r, plan.kind, plan.name)] = state
+        for plugin in (plan, writer):
+            state = plugin.state()
+            if state is not None:
+                out.files[self.files.state(r, plugin.kind, plugin.name)] = state
         return out
 
     def _rejected(self, r: int, i: int, rejected: Record, strategy: str) -> Record:

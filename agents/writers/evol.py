@@ -50,15 +50,9 @@ _QUOTES = "\"'`“”‘’"
 _LABEL = re.compile(r"^\s*(?:#?\s*(?:rewritten|created|new)\s+prompt\s*#?\s*:)\s*", re.IGNORECASE)
 
 
-class EvolConfig(CompletionWriterConfig):
-    """Evol-Instruct's mutations, epochs, sampling and question-side elimination (defaults: docs/strategies.md)."""
+class EvolBaseConfig(CompletionWriterConfig):
+    """Epochs, sampling and question-side elimination of every evolving writer (defaults: docs/strategies.md)."""
 
-    mutations: list[Mutation] = Field(
-        ["constraints", "deepening", "concretizing", "reasoning", "complicate_input", "breadth"],
-        min_length=1,
-        description="drawn uniformly per chain and epoch (the release draws among the first four and breadth; "
-        "the paper adds complicate_input)",
-    )
     epochs: int = Field(2, ge=1, le=8, description="evolution epochs per round (M; the paper's 4)")
     temperature: float = Field(1.0, ge=0, description="sampling temperature (the release's 1.0)")
     top_p: float = Field(0.95, gt=0, le=1, description="sampling nucleus (the release's 0.95)")
@@ -72,6 +66,17 @@ class EvolConfig(CompletionWriterConfig):
     )
     min_chars: int = Field(10, ge=1, description="drop an evolved question shorter than this")
     max_chars: int = Field(1000, ge=1, description="drop an evolved question longer than this")
+
+
+class EvolConfig(EvolBaseConfig):
+    """Evol-Instruct: the paper's mutation prompts."""
+
+    mutations: list[Mutation] = Field(
+        ["constraints", "deepening", "concretizing", "reasoning", "complicate_input", "breadth"],
+        min_length=1,
+        description="drawn uniformly per chain and epoch (the release draws among the first four and breadth; "
+        "the paper adds complicate_input)",
+    )
 
 
 def parse_evolved(text: str) -> tuple[str, str]:
@@ -103,9 +108,9 @@ class EvolWriter(CompletionWriter):
     """Harder variants of the round's failed questions, written by the chat model in `epochs` evolutions."""
 
     name = "evol_instruct"
-    Config = EvolConfig
+    Config: type[EvolBaseConfig] = EvolConfig
     needs = frozenset({"chat"})
-    config: EvolConfig
+    config: EvolBaseConfig
 
     def write(
         self, proposal: Proposal, budget: int, round: int, rng: random.Random, inputs: Inputs, strategy: str
@@ -146,13 +151,13 @@ class EvolWriter(CompletionWriter):
             # Every request of a run has its own seed, from (round, ask, chain, epoch); the mutation is drawn
             # from the same numbers, so a resumed round sends exactly the same requests (and hits the cache).
             seed = ((round * 100_000 + chain.index) * 1000 + chain.number) * 16 + epoch
-            mutation = random.Random(f"evol:{seed}").choice(self.config.mutations)
+            mutation = self.mutation(seed)
             mutations.append(mutation)
-            requests.append(self._request(chain.question, mutation, seed))
+            requests.append(self.request(chain.question, mutation, seed))
         drops = []
         for chain, mutation, result in zip(chains, mutations, self.parts.client.chat(requests), strict=True):
             text = result.texts[0] if result.texts else ""
-            why = self._problem(chain.question, text, bool(result.finished and result.finished[0] is False))
+            why = self._problem(chain.question, mutation, text, bool(result.finished and result.finished[0] is False))
             parent = chain.ask.parent["id"]
             if why[1]:
                 drops.append(rejection(parent, f"{self.name}: {mutation}: {why[1]}", excerpt(text)))
@@ -163,7 +168,16 @@ class EvolWriter(CompletionWriter):
             chain.question = question
         return drops
 
-    def _request(self, question: str, mutation: str, seed: int) -> ChatRequest:
+    def mutation(self, seed: int) -> str:
+        """The mutation of one chain's evolution in one epoch, drawn from the numbers its seed is made of."""
+        return random.Random(f"evol:{seed}").choice(self.config.mutations)  # type: ignore[attr-defined]
+
+    def read_reply(self, mutation: str, text: str) -> tuple[str, str]:
+        """(the evolved question, "") or ("", why not) from one reply."""
+        return parse_evolved(text)
+
+    def request(self, question: str, mutation: str, seed: int) -> ChatRequest:
+        """The chat that evolves `question` by `mutation`."""
         if mutation == "breadth":
             user = render("evol_breadth", prompt=question)
         else:
@@ -174,11 +188,11 @@ class EvolWriter(CompletionWriter):
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         return ChatRequest(messages, sampling, "questioner", 0)
 
-    def _problem(self, before: str, text: str, cut: bool) -> tuple[str, str]:
+    def _problem(self, before: str, mutation: str, text: str, cut: bool) -> tuple[str, str]:
         """(the evolved question, "") or ("", why it is eliminated)."""
         if cut:
             return "", "not terminated (cut by max_tokens)"
-        question, why = parse_evolved(text)
+        question, why = self.read_reply(mutation, text)
         if why:
             return "", why
         if not self.config.min_chars <= len(question) <= self.config.max_chars:

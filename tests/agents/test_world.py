@@ -56,3 +56,22 @@ def test_normalisation() -> None:
     assert normalize_answer("  42.\nmore text") == "42"
     assert is_correct("u  a y", "u a y")
     assert not is_correct("", "0")
+
+
+def test_oracle_first_answers_what_the_world_solves_and_hands_the_rest_on_in_order() -> None:
+    from agents.teacher import OracleFirst
+
+    class Fallback:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def answer(self, candidates: list[dict]) -> list[dict]:
+            self.asked += [c["instruction"] for c in candidates]
+            return [{**c, "output": "a model's answer", "teacher": "llm"} for c in candidates]
+
+    fallback = Fallback()
+    questions = ["What is 48 + 37?", "Plan a party.", "What is 9 * 7?", "Tell me a joke."]
+    got = OracleFirst(fallback).answer([{"instruction": q} for q in questions])
+    assert [g["output"] for g in got] == ["85", "a model's answer", "63", "a model's answer"]
+    assert [g["teacher"] for g in got] == ["world-oracle", "llm", "world-oracle", "llm"]
+    assert fallback.asked == ["Plan a party.", "Tell me a joke."]  # one batch, only what the oracle cannot solve

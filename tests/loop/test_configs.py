@@ -18,6 +18,7 @@ from trainers.sft import build_ds_config
 
 REPO = CONFIG_DIR.parent
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+STRATEGIES = sorted(p.stem for p in (CONFIG_DIR / "strategies").glob("*.yaml"))
 # Hidden sizes of the students the recipes name, from their HF config.json files (the hub is out of reach).
 HIDDEN = {
     "meta-llama/Llama-3.2-1B-Instruct": 2048,
@@ -31,6 +32,13 @@ WORLD = {"gsm8k_llama3.2-1b": 4, "gsm8k_llama3.1-8b_zero3": 16, "sst2": 1, "trec
 def test_the_shipped_configs_are_the_ones_checked_here() -> None:
     assert {"demo", "demo_llm", "gsm8k_llama3.2-1b", "gsm8k_llama3.1-8b_zero3"} <= set(CONFIGS)
     assert set(WORLD) <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_each_strategy_config_names_its_writer_and_lets_the_oracle_answer(name: str) -> None:
+    cfg = load_config(CONFIG_DIR / "strategies" / f"{name}.yaml")
+    assert cfg.synthesis.writer.name == name and cfg.teacher.answers == "oracle_first"  # type: ignore[union-attr]
+    assert config_from_dict(yaml.safe_load(dump_config(cfg)), f"{name} resolved") == cfg
 
 
 @pytest.mark.parametrize("name", CONFIGS)

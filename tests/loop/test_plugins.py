@@ -90,6 +90,12 @@ def world_chat() -> ScriptedBackend:
         [
             (r"<\|im_start\|>user\n$", sampled),  # magpie: a user turn
             (r"Prompt#:$", lambda r: f"#Rewritten Prompt#:\n{sampled(r)}"),  # evol_instruct
+            ("You are an instruction rewriter", lambda r: f"Step 1: #Finally Rewritten Instruction#\n{sampled(r)}"),
+            ("expert at analysing how instructions evolve", "### PASSED"),  # auto_evol_instruct's analyser
+            (
+                "You improve a method",
+                "```Optimized Method\nStep 1: a\nStep 2: write the #Finally Rewritten Instruction#\n```",
+            ),
             ("Think of a list of new tasks", lambda r: f" {sampled(r)}\n10. {sampled(r)}\n11. Hi"),  # self_instruct
             ("The student was given this question", _one),  # llm2llm
             ("STUDENT'S WRONG ANSWER", _many),  # instructors
@@ -139,8 +145,20 @@ def _round1(round0: Path, tmp: Path, overrides: Sequence[str], backend: Scripted
             ["synthesis.plan=weakness", "synthesis.writer=evol_instruct", "synthesis.curate=[verify, eliminate]"],
             "weakness",
         ),
+        (["synthesis.plan=llm2llm", "synthesis.writer={name: auto_evol_instruct, dev_size: 2, epochs: 1}"], "llm2llm"),
     ],
-    ids=["llm2llm", "instructors", "autodetect", "weakness", "frontier", "random", "magpie", "self_instruct", "evol"],
+    ids=[
+        "llm2llm",
+        "instructors",
+        "autodetect",
+        "weakness",
+        "frontier",
+        "random",
+        "magpie",
+        "self_instruct",
+        "evol",
+        "auto_evol",
+    ],  # fmt: skip
 )
 def test_every_strategy_runs_a_round_of_the_loop(
     round0: Path, tmp_path: Path, overrides: list[str], strategy: str
@@ -153,6 +171,9 @@ def test_every_strategy_runs_a_round_of_the_loop(
     assert items and all(i["strategy"] == strategy and i["source"] == "synthetic" for i in items)
     assert all(i["kept"] == (i["drop_reason"] is None) for i in items)
     assert any(i["kept"] for i in items), [i["drop_reason"] for i in items]
+    if "auto_evol_instruct" in " ".join(overrides):  # the optimised method is kept for the next round
+        state = json.loads((run / "round_001" / "state" / "writer-auto_evol_instruct.json").read_text())
+        assert state["history"][0]["round"] == 1 and "Finally Rewritten Instruction" in state["method"]
     for row in items:  # every kept answer is the oracle's
         if row["kept"]:
             assert solve(str(row["instruction"])) in (None, row["output"])
@@ -199,6 +220,7 @@ def test_combinations_that_cannot_run_fail_before_a_run_directory_exists(tmp_pat
         (["synthesis.writer=chat"], "synthesis.writer 'chat' needs a chat model"),
         (["examiner=autodetect"], "examiner 'autodetect' needs a chat model"),
         (["synthesis.curate=[verify, quality]"], "synthesis.curate[1] 'quality' needs a chat model"),
+        (["teacher.answers=oracle_first"], "it needs task.name=world and teacher.kind=llm"),
         (
             ["teacher.kind=llm", "teacher.llm.backend=openai", "teacher.llm.model=m", "synthesis.writer=magpie"],
             "synthesis.writer 'magpie' needs a local chat model that continues raw text",

@@ -196,11 +196,17 @@ if __name__ == "__main__":
     model_dir, requests_path, out_path = sys.argv[1:]
     every = [
         ChatRequest(
-            r["messages"], Sampling(**{**r["sampling"], "stop": tuple(r["sampling"]["stop"])}), prompt=r.get("prompt")
+            r["messages"],
+            Sampling(**{
+                **r["sampling"], "stop": tuple(r["sampling"]["stop"]),
+                "guide": Guide(**r["sampling"]["guide"]) if r["sampling"].get("guide") else None,
+            }),
+            prompt=r.get("prompt"),
         )
         for r in json.load(open(requests_path))
     ]
-    requests = [r for r in every if r.prompt is None]
+    guided = [r for r in every if r.sampling.guide is not None]
+    requests = [r for r in every if r.prompt is None and r.sampling.guide is None]
     backend = VLLMBackend(
         model_dir, prompt_logprobs=0, gpu_memory_utilization=0.1, enforce_eager=True, max_model_len=256,
         dtype="float32", seed=0,
@@ -208,8 +214,10 @@ if __name__ == "__main__":
     results = backend.chat(requests)
     again = backend.chat(requests[-1:])
     raw = backend.chat([r for r in every if r.prompt is not None])
+    guided = backend.chat(guided)
     backend.close()
-    out = {"results": [r.__dict__ for r in results], "again": again[0].__dict__, "raw": [r.__dict__ for r in raw]}
+    out = {"results": [r.__dict__ for r in results], "again": again[0].__dict__, "raw": [r.__dict__ for r in raw],
+           "guided": [r.__dict__ for r in guided]}
     json.dump(out, open(out_path, "w"))
 """
 
@@ -228,6 +236,12 @@ def test_vllm_backend_agrees_with_transformers(backend: TransformersBackend, tin
     # Raw completions: a learned item's chat written out by hand, run to its end and cut after one token.
     text = backend.tokenizer.apply_chat_template(greedy[0].messages, add_generation_prompt=True, tokenize=False)
     raw = [ChatRequest([], Sampling(max_tokens=8), prompt=text), ChatRequest([], Sampling(max_tokens=1), prompt=text)]
+    shaped = r"[a-z ]{1,12}\nScore: [1-5]"
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 8}}, "required": ["answer"]}
+    raw += [
+        ask("hello there", temperature=1.0, n=3, seed=2, max_tokens=24, guide=Guide.regex(shaped)),
+        ask("What is 7 times 9?", max_tokens=24, guide=Guide.schema(schema)),
+    ]
     (tmp_path / "requests.json").write_text(
         json.dumps(
             [{"messages": r.messages, "sampling": r.sampling.to_json(), "prompt": r.prompt} for r in requests + raw]
@@ -260,6 +274,12 @@ def test_vllm_backend_agrees_with_transformers(backend: TransformersBackend, tin
     assert out["again"]["texts"] == got[-1]["texts"], "a seeded request repeats"
     assert out["raw"][0]["texts"] == got[0]["texts"], "a raw prompt is the chat it spells out"
     assert [r["finished"] for r in out["raw"]] == [[True], [False]]
+    # Guided decoding through vLLM's structured outputs: every sample has the regex's or the schema's shape.
+    import re
+
+    regex, schema = out["guided"]
+    assert all(re.fullmatch(shaped, t) for t in regex["texts"]), regex["texts"]
+    assert set(json.loads(schema["texts"][0])) == {"answer"}
     # Prompt logprobs line up with the prompt tokens: compare with a forward pass of the same model.
     ids = chat_prompt_ids(backend.tokenizer, requests[0].messages, backend.model)
     with torch.inference_mode():
