@@ -7,6 +7,8 @@ plugin that made them, and a user reading items.jsonl sees why each one went.
 
 from __future__ import annotations
 
+import re
+
 Record = dict[str, object]
 
 
@@ -28,3 +30,15 @@ def kept(item: Record, **extra: object) -> Record:
 def drop_plugin(item: Record) -> str:
     """The plugin (or phase) that dropped an item: the part of its reason before the first ':'."""
     return str(item.get("drop_reason")).split(":")[0]
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\([^)]*\)")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def drop_reason_key(item: Record) -> str:
+    """An item's drop reason with its particulars taken out (quoted text, brackets, numbers -> n), so that
+    reasons of one kind count together: "questioner: magpie: too similar: ROUGE-L n > n"."""
+    text = _NUMBER.sub("n", _QUOTED.sub("", str(item.get("drop_reason"))))
+    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"(?:\s+(?:to|last)|[:;,])+$", "", text).strip()

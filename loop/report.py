@@ -10,6 +10,8 @@ from rich.table import Table
 
 from loop.console import console
 
+TOP_REASONS = 8  # drop reasons shown per round (the rest summed on one line)
+
 
 @dataclass
 class Round:
@@ -18,6 +20,7 @@ class Round:
     index: int
     metrics: dict[str, float] = field(default_factory=dict)
     times: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)  # dropped items by reason (core.records.drop_reason_key)
 
 
 def print_round_table(rd: Round, first: Round) -> None:
@@ -44,6 +47,13 @@ def print_round_table(rd: Round, first: Round) -> None:
             f"{int(m.get('synth/candidates', 0))} / {int(m.get('synth/kept', 0))} / {int(m.get('synth/dropped', 0))}",
             drops,
         )
+        ranked = sorted(rd.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        for reason, count in ranked[:TOP_REASONS]:
+            table.add_row("", str(count), reason)
+        if len(ranked) > TOP_REASONS:
+            table.add_row(
+                "", str(sum(c for _, c in ranked[TOP_REASONS:])), f"{len(ranked) - TOP_REASONS} other reasons"
+            )
         if "ifd/mean" in m:
             table.add_row("IFD mean / median", f"{m['ifd/mean']:.3f} / {m['ifd/median']:.3f}", "")
         if "llm/tokens" in m:

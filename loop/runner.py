@@ -134,7 +134,8 @@ class Runner:
         run(r, "evaluate", [*c("seed", "student", "task"), *examiner, f.at(r, F.WEIGHTS)], lambda: s.evaluate(r))
         run(r, "log", [f.at(r, F.EVAL_TEST), f.at(r, F.ITEMS)], lambda: s.log(r, self._phases(r)))
         summary = f.json(r, F.SUMMARY)
-        return Round(r, summary["metrics"], {**summary["times"], **self.steps.times.get(r, {})})
+        times = {**summary["times"], **self.steps.times.get(r, {})}
+        return Round(r, summary["metrics"], times, summary.get("reasons", {}))
 
     def sections(self, *names: str) -> list[object]:
         """The config sections a step reads (part of its fingerprint: changing one redoes that step on)."""

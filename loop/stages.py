@@ -35,7 +35,7 @@ from agents.proposal import Written
 from agents.roles import WeaknessProfile
 from core.jsonl import read_jsonl, write_jsonl
 from core.plugins import Inputs, Plugin, PluginConfig
-from core.records import Record, drop_plugin, kept
+from core.records import Record, drop_plugin, drop_reason_key, kept
 from loop import files as F
 from loop.config import RunConfig
 from loop.evaluate import accuracy_by, accuracy_metrics
@@ -335,12 +335,16 @@ class Stages:
             tracker.log_table("test/failures", [f for f in test if not f["correct"]][:200], round=r)
             if synthetic:
                 tracker.log_table("synth/items", synthetic[:500], round=r)
+                why = [{"reason": k, "items": v} for k, v in reasons.most_common()]
+                if why:
+                    tracker.log_table("synth/drop_reasons", why, round=r)
             if ifds:
                 tracker.log_histogram("ifd/hist", ifds, round=r)
 
         times = {k: float(v.get("stats", {}).get("seconds", 0.0)) for k, v in phases.items()}
         drops = Counter(drop_plugin(i) for i in synthetic if not i.get("kept"))
-        summary = {"round": r, "metrics": metrics, "times": times, "drops": dict(drops)}
+        reasons = Counter(drop_reason_key(i) for i in synthetic if not i.get("kept"))
+        summary = {"round": r, "metrics": metrics, "times": times, "drops": dict(drops), "reasons": dict(reasons)}
         return Out(files={self.files.at(r, F.SUMMARY): summary}, effects=[send])
 
 
