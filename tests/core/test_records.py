@@ -14,7 +14,7 @@ from core.records import drop_reason_key
     [
         ("magpie: too similar: ROUGE-L 1.00 > 0.95 to 'What is 9 * 1?'", "magpie: too similar: ROUGE-L n > n"),
         ("questioner: magpie: kept 0 of 4 after 2 tries", "questioner: magpie: kept n of n after n tries"),
-        ("evol_instruct: constraints: template leakage ('given prompt')", "evol_instruct: constraints: template leakage"),
+        ("evol_instruct: deepening: template leakage ('given prompt')", "evol_instruct: deepening: template leakage"),
         ("questioner: unparsable: no JSON object; last: 'x'", "questioner: unparsable: no JSON object"),
         ("verify: teacher answer disagrees with the reference", "verify: teacher answer disagrees with the reference"),
     ],
