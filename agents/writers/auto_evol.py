@@ -43,7 +43,7 @@ _FINAL = re.compile(r"(?:step\s*\d+\s*:?\s*)?#?\s*finally\s+rewritten\s+instruct
 _NEXT_STEP = re.compile(r"\n\s*step\s*\d+\s*:|```", re.IGNORECASE)
 _VERDICT = re.compile(r"###\s*(PASSED|FAILED)(?:\s*-?\s*(?:Reason\s*:)?\s*(.*))?", re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*(?:optimi[sz]ed\s+method)?[ \t]*\n?(.*?)(?:```|$)", re.IGNORECASE | re.DOTALL)
-_STEP = re.compile(r"^\s*step\s*(\d+)\s*:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+_STEP = re.compile(r"\bstep\s*(\d+)\s*:\s*(.*?)(?=\bstep\s*\d+\s*:|$)", re.IGNORECASE | re.DOTALL)
 # EvolKit's failure detector on the answers to evolved instructions (its three patterns, case-insensitive).
 FAILURE_PATTERNS = {
     "stagnant": re.compile(r"\b(understood|thank you|noted|got it|okay|alright)\b.*\?$", re.IGNORECASE),
@@ -94,7 +94,7 @@ def parse_method(text: str) -> str | None:
     at least two numbered steps, the last writing the #Finally Rewritten Instruction#."""
     fenced = _FENCE.search(text)
     body = fenced[1] if fenced and _STEP.search(fenced[1]) else text
-    steps = [(int(n), s.strip()) for n, s in _STEP.findall(body)]
+    steps = [(int(n), " ".join(s.split()).rstrip(";")) for n, s in _STEP.findall(body)]  # one line each
     if len(steps) < 2 or "finally rewritten instruction" not in steps[-1][1].lower():
         return None
     return "\n".join(f"Step {i}: {s}" for i, (_, s) in enumerate(steps, 1))

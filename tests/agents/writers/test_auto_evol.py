@@ -65,6 +65,8 @@ def test_verdicts_methods_and_failed_answers_are_read_as_evolkit_writes_them() -
     )  # unfenced
     assert parse_method("```Optimized Method\nStep 1: list methods\nStep 2: answer it\n```") is None  # no final step
     assert parse_method("Sure! Here is a better method.") is None
+    # SmolLM2 wrote a method's steps on one line, separated by ';' (seen in a real run): still a method.
+    assert parse_method(steps.replace("\n", "; ")) == steps
     assert answer_failure("Could you clarify what you mean by the numbers?") == "loss"
     assert answer_failure("Sure, what numbers would you like me to add?") == "insufficient"
     assert answer_failure("185") is None
