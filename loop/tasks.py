@@ -21,7 +21,16 @@ from agents.llm.parsing import Chat
 from agents.llm.prompts import render
 from agents.tasks.datasets import FORMATS, TaskData, is_correct_for, load_rows, make_splits, normalize_label
 from agents.tasks.math import extract_answer, numbers_equal
-from agents.tasks.world import final_answer, generate_items, get_point, is_correct, normalize_answer, points_for, solve
+from agents.tasks.world import (
+    final_answer,
+    generate_items,
+    get_point,
+    is_correct,
+    normalize_answer,
+    point_of,
+    points_for,
+    solve,
+)
 from loop.config import DatasetConfig, RunConfig
 
 Record = dict[str, object]
@@ -103,12 +112,26 @@ class WorldTask:
 
     def shape_candidate(self, item: Record) -> Record:
         """A new question as the student will see it (world questions are already in form); a question that
-        came without a proposed answer (Magpie) gets the oracle's, so the teacher's answer is checked."""
+        came without a proposed answer (Magpie) gets the oracle's, so the teacher's answer is checked; and a
+        question of another point than the one it was asked for is counted for the point it tests (its facet
+        read anew), with the point it was asked for kept in `asked_point`."""
+        question = str(item.get("instruction", ""))
         if item.get("reference") is None:
-            gold = solve(str(item.get("instruction", "")))
+            gold = solve(question)
             if gold is not None:
-                return {**item, "reference": gold}
-        return item
+                item = {**item, "reference": gold}
+        point = point_of(question)
+        if point is None or point == item.get("knowledge_point") or point not in self.points:
+            return item
+        kp, reference = get_point(point), str(item.get("reference") or solve(question) or "")
+        facet = kp.facet(question, reference) if reference else None
+        return {
+            **item,
+            "knowledge_point": point,
+            "skill": kp.skill,
+            "facet": facet,
+            "asked_point": item.get("knowledge_point"),
+        }
 
     def shape_answer(self, item: Record) -> Record:
         """A teacher-answered item as it will be trained on: a chat model's worded reply is cut to its short

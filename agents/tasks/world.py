@@ -260,6 +260,42 @@ def solve(question: str) -> str | None:
     return None
 
 
+def _arith(m: re.Match[str]) -> str | None:
+    a, op, b = int(m[1]), m[2], int(m[3])
+    if op == "+":
+        return "add.carry" if _carries(a, b) else "add.no_carry"
+    if op == "-":
+        return None if a < b else ("sub.borrow" if _borrows(a, b) else "sub.no_borrow")
+    return "mul.by10" if b == 10 else "mul.table"
+
+
+# The point a question is of, by its template (and, for arithmetic, its carries and borrows).
+_POINT_OF: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str | None]], ...] = (
+    (re.compile(r"^What is (\d+) ([-+*]|times) (\d+)\?$"), _arith),
+    (re.compile(r"^Which is larger, \d+ or \d+\?$"), lambda m: "cmp.max"),
+    (re.compile(r"^Which is smaller, \d+ or \d+\?$"), lambda m: "cmp.min"),
+    (re.compile(r"^What number comes after (\d+)\?$"), lambda m: "num.next_carry" if m[1][-1] == "9" else "num.next"),
+    (re.compile(r"^Is \d+ even or odd\?$"), lambda m: "num.parity"),
+    (re.compile(r"^What is the first letter of [a-z](?: [a-z])*\?$"), lambda m: "seq.first"),
+    (re.compile(r"^What is the last letter of [a-z](?: [a-z])*\?$"), lambda m: "seq.last"),
+    (re.compile(r"^Reverse [a-z](?: [a-z])*\.$"), lambda m: "seq.reverse"),
+    (re.compile(r"^Sort \d(?: \d)*\.$"), lambda m: "seq.sort"),
+    (re.compile(r"^How many [a-z] in [a-z](?: [a-z])*\?$"), lambda m: "seq.count"),
+    (re.compile(r"^\w+ has \d+ (\w+) and gets \d+ more\. How many \1 now\?$"), lambda m: "word.add"),
+    (re.compile(r"^\w+ has \d+ (\w+) and gives away \d+\. How many \1 now\?$"), lambda m: "word.sub"),
+)
+
+
+def point_of(question: str) -> str | None:
+    """The knowledge point a question tests, read from its text (None where it is not a world question): a
+    model that was asked for one point often writes another's question."""
+    for pattern, point in _POINT_OF:
+        m = pattern.match(question.strip())
+        if m:
+            return point(m)
+    return None
+
+
 def normalize_answer(text: str) -> str:
     """Canonical form for exact comparison: first line, trimmed, whitespace collapsed, no final dot."""
     first = text.strip().splitlines()[0] if text.strip() else ""

@@ -107,6 +107,30 @@ def test_a_chat_teachers_worded_world_answer_is_cut_to_its_short_answer() -> Non
     assert task.extract("Let me see.\nThe answer is: 12.") == "12"
 
 
+def test_a_question_of_another_point_is_counted_for_the_point_it_tests() -> None:
+    import random
+
+    from agents.tasks.world import KNOWLEDGE_POINTS, point_of, sample_item
+
+    rng = random.Random(0)
+    for kp in KNOWLEDGE_POINTS:  # every generated question is read back as its own point, at every level
+        assert all(point_of(sample_item(rng, kp.id, d)[0]) == kp.id for d in (1, 2, 3) for _ in range(30)), kp.id
+    task = make_task(load_config())
+    # Self-Instruct on SmolLM2, asked for cmp.min, wrote an addition (seen in a real run).
+    asked = {"instruction": "What is 13 + 1?", "reference": None, "knowledge_point": "cmp.min", "facet": "x"}
+    shaped = task.shape_candidate(asked)
+    assert (shaped["knowledge_point"], shaped["skill"], shaped["asked_point"]) == (
+        "add.no_carry",
+        "addition",
+        "cmp.min",
+    )
+    assert shaped["reference"] == "14" and shaped["facet"] == "operands < 6"
+    same = {"instruction": "Which is smaller, 23 or 27?", "reference": "23", "knowledge_point": "cmp.min"}
+    assert task.shape_candidate(same) == same  # asked and written for the same point: untouched
+    other = {"instruction": "Plan a party.", "reference": None, "knowledge_point": "cmp.min"}
+    assert task.shape_candidate(other) == other  # not a world question: left to the filters
+
+
 @pytest.mark.skipif(not (GSM8K / "gsm8k_train.jsonl").exists(), reason="optional: ../shared/data/gsm8k_*.jsonl absent")
 def test_gsm8k_splits_one_percent_seed_with_probe_and_test_apart() -> None:
     spec = {
