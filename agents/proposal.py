@@ -105,6 +105,11 @@ def node_asks(
     return asks
 
 
+def failed_examples(ask: Ask) -> list[Record]:
+    """The failed questions an ask is about: a weighted node's examples, or the failure an explicit ask names."""
+    return list(ask.context.get("examples") or ([ask.parent] if ask.parent.get("instruction") else []))  # type: ignore[call-overload]
+
+
 def candidate_record(
     ask: Ask, question: str, answer: str | None, note: str, round: int, i: int, strategy: str, writer: str
 ) -> Record:

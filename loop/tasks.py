@@ -123,7 +123,7 @@ class WorldTask:
         point = point_of(question)
         if point is None or point == item.get("knowledge_point") or point not in self.points:
             return item
-        kp, reference = get_point(point), str(item.get("reference") or solve(question) or "")
+        kp, reference = get_point(point), str(item.get("reference") or "")
         facet = kp.facet(question, reference) if reference else None
         return {
             **item,

@@ -226,74 +226,99 @@ POINTS_BY_ID: dict[str, KnowledgePoint] = {kp.id: kp for kp in KNOWLEDGE_POINTS}
 
 
 # -- the oracle: answers computed from the question text alone ---------------------------------------
-_SOLVERS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
-    (re.compile(r"^What is (\d+) \+ (\d+)\?$"), lambda m: str(int(m[1]) + int(m[2]))),
-    (re.compile(r"^What is (\d+) - (\d+)\?$"), lambda m: str(int(m[1]) - int(m[2]))),
-    (re.compile(r"^What is (\d+) (?:\*|times) (\d+)\?$"), lambda m: str(int(m[1]) * int(m[2]))),
-    (re.compile(r"^Which is larger, (\d+) or (\d+)\?$"), lambda m: str(max(int(m[1]), int(m[2])))),
-    (re.compile(r"^Which is smaller, (\d+) or (\d+)\?$"), lambda m: str(min(int(m[1]), int(m[2])))),
-    (re.compile(r"^What number comes after (\d+)\?$"), lambda m: str(int(m[1]) + 1)),
-    (re.compile(r"^Is (\d+) even or odd\?$"), lambda m: "even" if int(m[1]) % 2 == 0 else "odd"),
-    (re.compile(r"^What is the first letter of ([a-z](?: [a-z])*)\?$"), lambda m: m[1].split()[0]),
-    (re.compile(r"^What is the last letter of ([a-z](?: [a-z])*)\?$"), lambda m: m[1].split()[-1]),
-    (re.compile(r"^Reverse ([a-z](?: [a-z])*)\.$"), lambda m: " ".join(reversed(m[1].split()))),
-    (re.compile(r"^Sort (\d(?: \d)*)\.$"), lambda m: " ".join(sorted(m[1].split()))),
-    (re.compile(r"^How many ([a-z]) in ([a-z](?: [a-z])*)\?$"), lambda m: str(m[2].split().count(m[1]))),
+def _add_point(m: re.Match[str]) -> str:
+    return "add.carry" if _carries(int(m[1]), int(m[2])) else "add.no_carry"
+
+
+def _sub_point(m: re.Match[str]) -> str:
+    return "sub.borrow" if _borrows(int(m[1]), int(m[2])) else "sub.no_borrow"
+
+
+# Each template of the world: its pattern, the answer it computes, and the knowledge point it tests.
+_TEMPLATES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str], Callable[[re.Match[str]], str]], ...] = (
+    (re.compile(r"^What is (\d+) \+ (\d+)\?$"), lambda m: str(int(m[1]) + int(m[2])), _add_point),
+    (re.compile(r"^What is (\d+) - (\d+)\?$"), lambda m: str(int(m[1]) - int(m[2])), _sub_point),
+    (
+        re.compile(r"^What is (\d+) (?:\*|times) (\d+)\?$"),
+        lambda m: str(int(m[1]) * int(m[2])),
+        lambda m: "mul.by10" if int(m[2]) == 10 else "mul.table",
+    ),
+    (re.compile(r"^Which is larger, (\d+) or (\d+)\?$"), lambda m: str(max(int(m[1]), int(m[2]))), lambda m: "cmp.max"),
+    (
+        re.compile(r"^Which is smaller, (\d+) or (\d+)\?$"),
+        lambda m: str(min(int(m[1]), int(m[2]))),
+        lambda m: "cmp.min",
+    ),
+    (
+        re.compile(r"^What number comes after (\d+)\?$"),
+        lambda m: str(int(m[1]) + 1),
+        lambda m: "num.next_carry" if m[1][-1] == "9" else "num.next",
+    ),
+    (
+        re.compile(r"^Is (\d+) even or odd\?$"),
+        lambda m: "even" if int(m[1]) % 2 == 0 else "odd",
+        lambda m: "num.parity",
+    ),
+    (
+        re.compile(r"^What is the first letter of ([a-z](?: [a-z])*)\?$"),
+        lambda m: m[1].split()[0],
+        lambda m: "seq.first",
+    ),
+    (
+        re.compile(r"^What is the last letter of ([a-z](?: [a-z])*)\?$"),
+        lambda m: m[1].split()[-1],
+        lambda m: "seq.last",
+    ),
+    (
+        re.compile(r"^Reverse ([a-z](?: [a-z])*)\.$"),
+        lambda m: " ".join(reversed(m[1].split())),
+        lambda m: "seq.reverse",
+    ),
+    (re.compile(r"^Sort (\d(?: \d)*)\.$"), lambda m: " ".join(sorted(m[1].split())), lambda m: "seq.sort"),
+    (
+        re.compile(r"^How many ([a-z]) in ([a-z](?: [a-z])*)\?$"),
+        lambda m: str(m[2].split().count(m[1])),
+        lambda m: "seq.count",
+    ),
     (
         re.compile(r"^\w+ has (\d+) (\w+) and gets (\d+) more\. How many \2 now\?$"),
         lambda m: str(int(m[1]) + int(m[3])),
+        lambda m: "word.add",
     ),
     (
         re.compile(r"^\w+ has (\d+) (\w+) and gives away (\d+)\. How many \2 now\?$"),
         lambda m: str(int(m[1]) - int(m[3])),
+        lambda m: "word.sub",
     ),
 )
 
 
-def solve(question: str) -> str | None:
-    """The correct answer computed from the question text, or None when no template matches."""
-    for pattern, answer in _SOLVERS:
+def _template(
+    question: str,
+) -> tuple[re.Match[str], Callable[[re.Match[str]], str], Callable[[re.Match[str]], str]] | None:
+    for pattern, answer, point in _TEMPLATES:
         m = pattern.match(question.strip())
         if m:
-            value = answer(m)
-            return None if value.startswith("-") else value
+            return m, answer, point
     return None
 
 
-def _arith(m: re.Match[str]) -> str | None:
-    a, op, b = int(m[1]), m[2], int(m[3])
-    if op == "+":
-        return "add.carry" if _carries(a, b) else "add.no_carry"
-    if op == "-":
-        return None if a < b else ("sub.borrow" if _borrows(a, b) else "sub.no_borrow")
-    return "mul.by10" if b == 10 else "mul.table"
-
-
-# The point a question is of, by its template (and, for arithmetic, its carries and borrows).
-_POINT_OF: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str | None]], ...] = (
-    (re.compile(r"^What is (\d+) ([-+*]|times) (\d+)\?$"), _arith),
-    (re.compile(r"^Which is larger, \d+ or \d+\?$"), lambda m: "cmp.max"),
-    (re.compile(r"^Which is smaller, \d+ or \d+\?$"), lambda m: "cmp.min"),
-    (re.compile(r"^What number comes after (\d+)\?$"), lambda m: "num.next_carry" if m[1][-1] == "9" else "num.next"),
-    (re.compile(r"^Is \d+ even or odd\?$"), lambda m: "num.parity"),
-    (re.compile(r"^What is the first letter of [a-z](?: [a-z])*\?$"), lambda m: "seq.first"),
-    (re.compile(r"^What is the last letter of [a-z](?: [a-z])*\?$"), lambda m: "seq.last"),
-    (re.compile(r"^Reverse [a-z](?: [a-z])*\.$"), lambda m: "seq.reverse"),
-    (re.compile(r"^Sort \d(?: \d)*\.$"), lambda m: "seq.sort"),
-    (re.compile(r"^How many [a-z] in [a-z](?: [a-z])*\?$"), lambda m: "seq.count"),
-    (re.compile(r"^\w+ has \d+ (\w+) and gets \d+ more\. How many \1 now\?$"), lambda m: "word.add"),
-    (re.compile(r"^\w+ has \d+ (\w+) and gives away \d+\. How many \1 now\?$"), lambda m: "word.sub"),
-)
+def solve(question: str) -> str | None:
+    """The correct answer computed from the question text, or None when no template matches."""
+    found = _template(question)
+    if found is None:
+        return None
+    value = found[1](found[0])
+    return None if value.startswith("-") else value
 
 
 def point_of(question: str) -> str | None:
-    """The knowledge point a question tests, read from its text (None where it is not a world question): a
+    """The knowledge point a question tests, read from its text (None where the world cannot answer it): a
     model that was asked for one point often writes another's question."""
-    for pattern, point in _POINT_OF:
-        m = pattern.match(question.strip())
-        if m:
-            return point(m)
-    return None
+    found = _template(question)
+    if found is None or found[1](found[0]).startswith("-"):
+        return None
+    return found[2](found[0])
 
 
 def normalize_answer(text: str) -> str:

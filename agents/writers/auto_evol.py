@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import Field
@@ -243,8 +244,7 @@ class AutoEvolWriter(EvolWriter):
         asks = []
         for i, q in enumerate(dev):
             ask = self.request(q, "auto", self._seed(round, step, 3, k * 1000 + i), method)
-            asks.append(ChatRequest(ask.messages, Sampling(0.2, 0.95, self.config.max_tokens, seed=ask.sampling.seed,
-                                                           guide=EVOLVE_GUIDE), "questioner"))  # fmt: skip
+            asks.append(replace(ask, sampling=replace(ask.sampling, temperature=0.2, top_p=0.95)))
         results = client.chat(asks)
         failed = 0
         answerable: list[tuple[int, str]] = []

@@ -27,7 +27,7 @@ from pydantic import Field
 from agents.llm.parsing import excerpt
 from agents.llm.prompts import render
 from agents.llm.types import ChatRequest, Sampling
-from agents.proposal import Ask, Proposal, Written, candidate_record, node_asks, rejection
+from agents.proposal import Ask, Proposal, Written, candidate_record, failed_examples, node_asks, rejection
 from agents.similarity import Novelty, rouge_l
 from agents.writers.completion import CompletionWriter, CompletionWriterConfig
 from core.plugins import Inputs, register
@@ -205,5 +205,4 @@ class EvolWriter(CompletionWriter):
 
 def _starts(ask: Ask) -> list[str]:
     """The failed questions an ask's chains start from."""
-    shown = ask.context.get("examples") or ([ask.parent] if ask.parent.get("instruction") else [])
-    return [str(e["instruction"]) for e in shown]  # type: ignore[index]
+    return [str(e["instruction"]) for e in failed_examples(ask)]

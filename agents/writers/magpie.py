@@ -20,7 +20,7 @@ from pydantic import Field
 
 from agents.llm.prompts import render
 from agents.llm.types import ChatRequest, Sampling
-from agents.proposal import Ask
+from agents.proposal import Ask, failed_examples
 from agents.writers.completion import CompletionWriter, CompletionWriterConfig, Parsed
 from core.plugins import Inputs, register
 
@@ -111,7 +111,7 @@ class MagpieWriter(CompletionWriter):
         if not self.config.steer:
             return None
         context = ask.context
-        shown = context.get("examples") or ([ask.parent] if ask.parent.get("instruction") else [])
+        shown = failed_examples(ask)
         examples = [str(e["instruction"]) for e in shown][: self.config.examples]  # type: ignore[index]
         return render(
             "magpie_steer",

@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from agents.llm.prompts import render
 from agents.llm.types import ChatRequest, Sampling
-from agents.proposal import Ask
+from agents.proposal import Ask, failed_examples
 from agents.writers.completion import CompletionWriter, CompletionWriterConfig, Parsed
 from core.jsonl import read_jsonl
 from core.plugins import Inputs, register
@@ -100,7 +100,7 @@ class SelfInstructWriter(CompletionWriter):
 
     def prompt(self, ask: Ask, rng: random.Random) -> str:
         """8 tasks (human and the node's failures, shuffled), numbered, then the open item."""
-        shown = ask.context.get("examples") or ([ask.parent] if ask.parent.get("instruction") else [])
+        shown = failed_examples(ask)
         machine = [" ".join(str(e["instruction"]).split()).rstrip(":") for e in shown]  # type: ignore[index]
         machine = rng.sample(machine, min(self.config.machine, len(machine)))
         total = self.config.human + self.config.machine
