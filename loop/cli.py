@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -46,6 +49,18 @@ def _warn(message: Warning | str, category: type[Warning], filename: str, lineno
 warnings.showwarning = _warn  # type: ignore[assignment]
 
 
+@contextmanager
+def _stoppable() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop a command as Ctrl-C does, children first (core.children); exit 128 + signal."""
+    from core.children import Stopped, stop_on_signals
+
+    with stop_on_signals():
+        try:
+            yield
+        except KeyboardInterrupt as err:
+            raise typer.Exit(128 + (err.signum if isinstance(err, Stopped) else signal.SIGINT)) from None
+
+
 def _config(config: str | None, overrides: list[str] | None):
     items = list(overrides or [])
     if config is not None and "=" in config and not Path(config).exists():
@@ -67,7 +82,8 @@ def run(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
     from loop.runner import start_run
 
     try:
-        start_run(cfg)
+        with _stoppable():
+            start_run(cfg)
     except FileExistsError as err:
         typer.secho(str(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
@@ -81,7 +97,8 @@ def resume(run_dir: Annotated[Path, typer.Argument(help="a run directory made by
     from loop.store import ManifestError
 
     try:
-        resume_run(run_dir)
+        with _stoppable():
+            resume_run(run_dir)
     except (ManifestError, ConfigError) as err:
         typer.secho(str(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
@@ -111,7 +128,8 @@ def demo(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
     _quiet_libraries()
     from loop.demo import run_demo
 
-    run_demo(cfg)
+    with _stoppable():
+        run_demo(cfg)
 
 
 # Its docstring is one paragraph per line: typer's rich help keeps single line breaks after the first paragraph.
@@ -170,7 +188,8 @@ def detect(
         points=points,
     )
     try:
-        run_detect(cfg, opts)
+        with _stoppable():
+            run_detect(cfg, opts)
     except DetectError as err:
         typer.secho(str(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None

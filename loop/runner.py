@@ -11,12 +11,15 @@ stage is the config's choice of plugins; this file never asks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from agents.llm.client import BudgetExceeded, LLMClient
 from agents.llm.parsing import Chat
+from core.children import Stopped
 from loop import files as F
 from loop.config import RunConfig, config_from_dict, dump_config
 from loop.console import console
@@ -154,7 +157,8 @@ def start_run(cfg: RunConfig, client: Chat | None = None, task: Task | None = No
     store = RunStore(run_dir)
     store.create(dump_config(cfg), cfg.name)
     console.print(f"[bold]gaploop run[/] {cfg.name} -> {run_dir}  (resume with: gaploop resume {run_dir})")
-    return run_dir, Runner(cfg, store, client=client, task=task).execute()
+    with _say_how_to_resume(run_dir):
+        return run_dir, Runner(cfg, store, client=client, task=task).execute()
 
 
 def resume_run(run_dir: str | Path, client: Chat | None = None) -> list[Round]:
@@ -165,4 +169,19 @@ def resume_run(run_dir: str | Path, client: Chat | None = None) -> list[Round]:
     cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     done = [k for k, v in store.manifest["phases"].items() if v.get("status") == "done"]  # type: ignore[union-attr]
     console.print(f"[bold]gaploop resume[/] {run_dir}: {len(done)} phases already done")
-    return Runner(cfg, store, client=client).execute()
+    with _say_how_to_resume(run_dir):
+        return Runner(cfg, store, client=client).execute()
+
+
+@contextmanager
+def _say_how_to_resume(run_dir: str | Path) -> Iterator[None]:
+    """On Ctrl-C or a stop signal (see core.children): one line saying what happened and how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        why = f"by {err.args[0]}" if isinstance(err, Stopped) else "by Ctrl-C"
+        console.print(
+            f"[yellow]stopped {why}[/]; its child processes were stopped and the unfinished phase is kept for "
+            f"`gaploop resume {run_dir}`"
+        )
+        raise

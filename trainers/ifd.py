@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from core.children import watch_parent
 from core.ifd import IFDScore
 from core.jsonl import iter_jsonl, write_jsonl
 from trainers.templates import TEMPLATES, format_prompt
@@ -431,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--reverse", action="store_true", help="also r-IFD (rifd, rloss_cond, rloss_alone)")
     args = parser.parse_args(argv)
+    watch_parent()
     summary = score_file(
         args.model, args.data, args.out, args.template, args.max_length, args.batch_size, args.device, args.reverse
     )

@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
+from core.children import watch_parent
 from core.jsonl import iter_jsonl, write_jsonl
 from core.models import resolve_model
 from core.text import cut_at_stop
@@ -408,6 +409,7 @@ def run_job(job: InferenceJob) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry of `python -m trainers.inference JOB.json`; prints a JSON summary on stdout."""
+    watch_parent()
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         print("usage: python -m trainers.inference JOB.json", file=sys.stderr)

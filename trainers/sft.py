@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from core.children import PidFile, tie_to_parent, watch_parent
 from core.jsonl import iter_jsonl, write_json
 from core.models import resolve_model
 from trainers.templates import TEMPLATES, encode_pair, format_prompt
@@ -597,6 +598,8 @@ def launch_sft(
     resolve_model(job.model_path)
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    pid_file = PidFile(out / "sft.pid")
+    pid_file.stop_orphan()  # a trainer of this job left by a killed run must not write beside the new one
     if job.progress_path is None:
         job = replace(job, progress_path=str(out / "progress.jsonl"))
     job_path, result_path = out / "sft_job.json", out / "sft_result.json"
@@ -614,12 +617,14 @@ def launch_sft(
     if launcher == "python":
         child_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0")
         child_env["WORLD_SIZE"] = "1"
+    tie_to_parent(child_env)
     cmd = _child_command(job_path, result_path, launcher, num_gpus, hostfile)
     stdout_path, stderr_path = out / "sft.stdout.log", out / "sft.stderr.log"
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
             cmd, stdout=stdout, stderr=stderr, env=child_env, cwd=package_root, start_new_session=True
         )
+        pid_file.write(proc.pid)
         try:
             while True:
                 done = proc.poll() is not None
@@ -631,9 +636,12 @@ def launch_sft(
                     break
                 time.sleep(0.2)
         except BaseException:
-            # KeyboardInterrupt or a failing callback: never leave a trainer running on its own.
+            # KeyboardInterrupt, a stop signal or a failing callback: never leave a trainer running on its own.
             _stop_child(proc)
             raise
+        finally:
+            if proc.poll() is not None:
+                pid_file.clear()
     if proc.returncode != 0 or not result_path.exists():
         raise SFTError(
             f"SFT child {' '.join(cmd)} failed with exit code {proc.returncode} for job {job_path}; "
@@ -647,6 +655,7 @@ def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2:
         print("usage: python -m trainers.sft JOB.json [RESULT.json]", file=sys.stderr)
         return 2
+    watch_parent()
     job = SFTJob.from_json(Path(argv[0]).read_text())
     result_path = Path(argv[1]) if len(argv) == 2 else Path(job.output_dir) / "sft_result.json"
     result = run_sft(job)
