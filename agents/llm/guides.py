@@ -38,3 +38,8 @@ PROMPT_OBJECT = Guide.schema(
 SCORE = Guide.regex(r"[^\n]{1,160}\nScore: [1-5]")
 # MT-Bench's judge: an explanation, then the rating as [[n]].
 RATING = Guide.regex(r"[^\n]{1,160} Rating: \[\[([1-9]|10)\]\]")
+# Selective Reflection-Tuning: a short analysis, then the tagged new instruction and its answer / the better answer.
+REFLECT_INSTRUCTION = Guide.regex(
+    r"[^\[]{1,300}\[New Instruction\] [^\[]{1,240} \[End\]\n\[New Answer\] [^\[]{1,300} \[End\]"
+)
+REFLECT_RESPONSE = Guide.regex(r"[^\[]{1,300}\[Better Answer\] [^\[]{1,300} \[End\]")

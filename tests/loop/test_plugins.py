@@ -86,8 +86,18 @@ def world_chat() -> ScriptedBackend:
     def sampled(req: ChatRequest) -> str:
         return sample_item(random.Random(f"{req.prompt}:{req.sampling.seed}:{next(samples)}"), POINTS[1], 2)[0]
 
+    def reflected(req: ChatRequest) -> str:  # selective reflection's instruction reflection: a world question
+        q = sampled(req)
+        return f"Too easy.\n[New Instruction] {q} [End]\n[New Answer] {solve(q)} [End]"
+
+    def better(req: ChatRequest) -> str:  # ... and its response reflection: the oracle's answer
+        question = req.messages[-1]["content"].split("[Instruction]\n", 1)[1].split("\n\n", 1)[0]
+        return f"Terse.\n[Better Answer] {solve(question)} [End]"
+
     return ScriptedBackend(
         [
+            (r"\[New Instruction\] your instruction", reflected),
+            (r"\[Better Answer\] your answer", better),
             (r"<\|im_start\|>user\n$", sampled),  # magpie: a user turn
             (r"Prompt#:$", lambda r: f"#Rewritten Prompt#:\n{sampled(r)}"),  # evol_instruct
             ("You are an instruction rewriter", lambda r: f"Step 1: #Finally Rewritten Instruction#\n{sampled(r)}"),
@@ -146,6 +156,15 @@ def _round1(round0: Path, tmp: Path, overrides: Sequence[str], backend: Scripted
             "weakness",
         ),
         (["synthesis.plan=llm2llm", "synthesis.writer={name: auto_evol_instruct, dev_size: 2, epochs: 1}"], "llm2llm"),
+        (
+            [
+                "synthesis.plan=weakness",
+                "synthesis.writer=generator",
+                "synthesis.refine=[reflection]",
+                "synthesis.select=[{name: selective_reflection, keep_original: true}, decontaminate, dedup]",
+            ],
+            "weakness",
+        ),
     ],
     ids=[
         "llm2llm",
@@ -158,6 +177,7 @@ def _round1(round0: Path, tmp: Path, overrides: Sequence[str], backend: Scripted
         "self_instruct",
         "evol",
         "auto_evol",
+        "selective_reflection",
     ],  # fmt: skip
 )
 def test_every_strategy_runs_a_round_of_the_loop(
@@ -174,6 +194,12 @@ def test_every_strategy_runs_a_round_of_the_loop(
     if "auto_evol_instruct" in " ".join(overrides):  # the optimised method is kept for the next round
         state = json.loads((run / "round_001" / "state" / "writer-auto_evol_instruct.json").read_text())
         assert state["history"][0]["round"] == 1 and "Finally Rewritten Instruction" in state["method"]
+    if "synthesis.refine=[reflection]" in overrides:  # the student chose among the teacher's reflections
+        chosen = [i for i in items if i["kept"]]
+        assert chosen and all(i["reflected"] in ("q", "qa", "a", "ori") and i["reflection_scores"] for i in chosen)
+        assert any(i["reflected"] != "ori" for i in chosen) or any(
+            str(i["drop_reason"]).startswith("selective_reflection:") for i in items
+        )
     for row in items:  # every kept answer is the oracle's
         if row["kept"]:
             assert solve(str(row["instruction"])) in (None, row["output"])
