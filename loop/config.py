@@ -274,9 +274,25 @@ class SynthesisConfig(_Node):
 
 
 class IFDConfig(_Node):
-    """How the student scores IFD for the `ifd` selector."""
+    """How the student scores IFD (and r-IFD) for the selectors that read the student's scores."""
 
     batch_size: int = Field(32, ge=1, description="rows per forward pass")
+    model: str | None = Field(
+        None,
+        description="score with this model in place of the student (Superfiltering's proxy): an HF folder, a "
+        "hub name, an alias such as smollm2-135m-instruct, or a .gguf file; the student's template is used",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_there(cls, value: str | None) -> str | None:
+        from core.models import ALIASES
+
+        if value is None or value.lower() in ALIASES or Path(value).expanduser().exists():
+            return value
+        if value.endswith(".gguf") or value.startswith(("/", ".", "~")):
+            raise ValueError(f"no model at {value!r} (a folder or .gguf file that does not exist)")
+        return value  # a hub name: loaded (from the local cache) when the first round scores
 
 
 class TrainingConfig(_Node):

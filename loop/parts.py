@@ -143,7 +143,7 @@ def teacher_for(cfg: RunConfig, client: Chat | None, task: Task) -> LLMTeacher |
     return OracleFirst(teacher) if cfg.teacher.answers == "oracle_first" else teacher
 
 
-def score_ifd(cfg: RunConfig, model_dir: Path, items: Sequence[Record], reverse: bool = False) -> list[IFDScore]:
+def score_ifd(cfg: RunConfig, model_dir: Path | str, items: Sequence[Record], reverse: bool = False) -> list[IFDScore]:
     """IFD (or r-IFD) of items by a student: in a child process on GPUs (student.inference_process), else here."""
     from trainers.ifd import score_ifd as score
     from trainers.tiny import load_student

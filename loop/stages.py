@@ -86,7 +86,7 @@ class Stages:
                 *(str(x["instruction"]) for x in f.asked(prev)),
                 *(str(x["instruction"]) for rows in f.evaluation(r).values() for x in rows),
             ],
-            "student": lambda: lambda items, reverse=False: score_ifd(self.cfg, f.at(prev, F.MODEL), items, reverse),
+            "student": lambda: lambda items, reverse=False: score_ifd(self.cfg, self._scorer(prev), items, reverse),
             "state": lambda: self._state(plugin, prev),
         }
         return Inputs(type(plugin), providers)
@@ -97,7 +97,7 @@ class Stages:
 
         f, prev = self.files, r - 1
         reads = {name for kind, c in zip(kinds, configs, strict=True) for name in get(kind, c.name).reads}
-        paths: dict[str, list[Path]] = {
+        paths: dict[str, list[Path | str]] = {
             "profile": [f.at(r, F.PROFILE)],
             "previous_profile": [f.at(prev, F.PROFILE)],
             "probes": [f.at(prev, F.EVAL_PROBE)],
@@ -107,10 +107,14 @@ class Stages:
             "pool": f.item_files(prev),
             "evaluation": [f.root / F.TEST, *f.probe_files(r)],
             "known": [*f.item_files(prev), f.root / F.TEST, *f.probe_files(r)],
-            "student": [f.at(prev, F.WEIGHTS)],
+            "student": [f.at(prev, F.WEIGHTS)] if self.cfg.ifd.model is None else [f"ifd.model={self.cfg.ifd.model}"],
             "state": [f.state(prev, kind, c.name) for kind, c in zip(kinds, configs, strict=True)],
         }
         return [stage, [c.model_dump(mode="json") for c in configs], *(p for n in sorted(reads) for p in paths[n])]
+
+    def _scorer(self, r: int) -> Path | str:
+        """The model that scores IFD for round r+1: the student of round r, or the proxy `ifd.model`."""
+        return self.cfg.ifd.model if self.cfg.ifd.model is not None else self.files.at(r, F.MODEL)
 
     def _profile(self, r: int) -> WeaknessProfile | None:
         path = self.files.at(r, F.PROFILE)

@@ -48,6 +48,8 @@ def test_overrides_are_typed() -> None:
         ("training.max_steps=100", ["exactly one of epochs and max_steps"]),
         ("student.tiny.hidden_size=130", ["multiple of num_heads"]),
         ("ifd.top_share=1.5", ["top_share", "1.5", "less than or equal to 1"]),  # the old key, mapped
+        ("ifd.model=/no/such/proxy", ["ifd.model", "no model at '/no/such/proxy'"]),
+        ("ifd.model=proxy.gguf", ["ifd.model", "does not exist"]),
     ],
 )
 def test_bad_values_name_field_value_and_allowed(override: str, needles: list[str]) -> None:

@@ -239,6 +239,23 @@ def test_every_writer_request_of_a_round_has_its_own_seed(round0: Path, tmp_path
     assert len(asked) > 1 and len({r.sampling.seed for r in asked}) == len(asked)
 
 
+def test_a_proxy_model_scores_ifd_in_place_of_the_student(round0: Path, tmp_path: Path) -> None:
+    from trainers.ifd import score_ifd
+    from trainers.tiny import load_student
+
+    proxy = round0 / "base"  # the untrained base: a model other than round 0's student
+    run = _round1(round0, tmp_path, ["synthesis.plan=weakness", f"ifd.model={proxy}"])
+    scored = [i for i in rows(run / "round_001" / "items.jsonl") if i.get("loss_cond") is not None]
+    assert scored
+    s = load_config(run / "config.yaml").student
+    model, tokenizer = load_student(proxy)
+    want = score_ifd(model, tokenizer, scored, template=s.template, max_length=s.max_length, batch_size=8)
+    assert [i["loss_cond"] for i in scored] == pytest.approx([s.loss_cond for s in want], rel=1e-5)
+    student, tokenizer = load_student(round0 / "round_000" / "model")
+    other = score_ifd(student, tokenizer, scored, template=s.template, max_length=s.max_length, batch_size=8)
+    assert [i["loss_cond"] for i in scored] != pytest.approx([s.loss_cond for s in other], rel=1e-3)
+
+
 def test_combinations_that_cannot_run_fail_before_a_run_directory_exists(tmp_path: Path) -> None:
     for overrides, needle in [
         (["synthesis.plan=instructors"], "synthesis.plan 'instructors' needs a chat model (set teacher.kind=llm)"),
