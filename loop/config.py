@@ -249,6 +249,23 @@ class RoundsConfig(_Node):
     plateau_delta: float = Field(0.005, ge=0)
 
 
+class MixPart(_Node):
+    """One strategy of a mix: a plan times a writer, and its share of the round's budget."""
+
+    share: float = Field(gt=0, le=1, description="share of synthesis.budget_per_round (the shares sum to 1)")
+    plan: plugin_slot("plan") | None = Field(  # type: ignore[valid-type]
+        None, description="this part's plan; null: synthesis.plan"
+    )
+    writer: plugin_slot("writer") | None = Field(  # type: ignore[valid-type]
+        None, description="this part's writer; null: synthesis.writer"
+    )
+    label: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.+-]+$",
+        description="the name its items carry in `mix` (ids, round table, W&B); null: <plan>+<writer>",
+    )
+
+
 class SynthesisConfig(_Node):
     """How a round writes, rewrites and keeps new items: a plan times a writer, then lists of refiners,
     curators and selectors (each a plugin, named by `name` with its own fields beside it; `docs/plugins.md`).
@@ -261,6 +278,11 @@ class SynthesisConfig(_Node):
     )
     writer: plugin_slot("writer") | None = Field(  # type: ignore[valid-type]
         None, description="who writes the questions: the task world's generator or the chat model; null: by need"
+    )
+    mix: list[MixPart] = Field(
+        default_factory=list,
+        description="several strategies in one round, each with a share of the budget (e.g. weakness 0.5, "
+        "evol_instruct 0.3, magpie 0.2); empty: one strategy, plan x writer",
     )
     refine: list[plugin_slot("refiner")] = Field(  # type: ignore[valid-type]
         default_factory=list, description="rewrite answered items, in order (none by default)"
@@ -443,6 +465,7 @@ class RunConfig(_Node):
             return self
         named = [("examiner", "examiner", self.examiner), ("synthesis.plan", "plan", syn.plan)]
         named += [("synthesis.writer", "writer", syn.writer)]
+        named += _check_mix(syn)
         for field_name, kind in (("refine", "refiner"), ("curate", "curator"), ("select", "selector")):
             named += [(f"synthesis.{field_name}[{i}]", kind, c) for i, c in enumerate(getattr(syn, field_name))]
         for where, kind, config in named:
@@ -450,6 +473,44 @@ class RunConfig(_Node):
             if missing:
                 raise ValueError(f"{where} {config.name!r} needs {' and '.join(missing)}")
         return self
+
+
+def _check_mix(syn: SynthesisConfig) -> list[tuple[str, str, plugins.PluginConfig]]:
+    """Fill each mix part's plan, writer and label; the shares must sum to 1, labels and stateful plugins be
+    unique (a plugin's state is kept under its name). The parts' plugins, for the needs check."""
+    if not syn.mix:
+        return []
+    total = sum(p.share for p in syn.mix)
+    if abs(total - 1.0) > 1e-6:
+        shares = ", ".join(f"{p.share:g}" for p in syn.mix)
+        raise ValueError(f"synthesis.mix: the shares ({shares}) sum to {total:g}, not 1")
+    out: list[tuple[str, str, plugins.PluginConfig]] = []
+    labels: dict[str, int] = {}
+    stateful: dict[tuple[str, str], int] = {}
+    for i, part in enumerate(syn.mix):
+        if part.plan is None:
+            object.__setattr__(part, "plan", syn.plan.model_copy())  # type: ignore[union-attr]
+        if part.writer is None:
+            object.__setattr__(part, "writer", syn.writer.model_copy())  # type: ignore[union-attr]
+        if part.label is None:
+            object.__setattr__(part, "label", f"{part.plan.name}+{part.writer.name}")  # type: ignore[union-attr]
+        if part.label in labels:
+            raise ValueError(
+                f"synthesis.mix[{i}]: label {part.label!r} is taken by synthesis.mix[{labels[part.label]}]; "
+                "give one of them a label"
+            )
+        labels[str(part.label)] = i
+        for kind, config in (("plan", part.plan), ("writer", part.writer)):
+            out.append((f"synthesis.mix[{i}].{kind}", kind, config))  # type: ignore[arg-type]
+            if "state" in plugins.get(kind, config.name).reads:  # type: ignore[union-attr]
+                key = (kind, config.name)  # type: ignore[union-attr]
+                if key in stateful:
+                    raise ValueError(
+                        f"synthesis.mix[{i}].{kind}: {config.name!r} keeps state across rounds and is already "  # type: ignore[union-attr]
+                        f"in synthesis.mix[{stateful[key]}]; a stateful {kind} can be in a mix once"
+                    )
+                stateful[key] = i
+    return out
 
 
 def _default_one(kind: str, caps: set[str], where: str, required: bool = True) -> plugins.PluginConfig | None:

@@ -47,6 +47,10 @@ def print_round_table(rd: Round, first: Round) -> None:
             f"{int(m.get('synth/candidates', 0))} / {int(m.get('synth/kept', 0))} / {int(m.get('synth/dropped', 0))}",
             drops,
         )
+        for key in sorted(k for k in m if k.startswith("synth/mix/") and k.endswith("/candidates")):
+            label, n = key.split("/")[2], int(m[key])
+            kept = int(m.get(f"synth/mix/{label}/kept", 0))
+            table.add_row(f"  {label}", f"{n} / {kept} / {n - kept}", "mix part")
         ranked = sorted(rd.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
         for reason, count in ranked[:TOP_REASONS]:
             table.add_row("", str(count), reason)

@@ -118,7 +118,12 @@ class Runner:
         else:
             examiner = s.given(r, "examine", [self.cfg.examiner], ["examiner"])
             run(r, "examine", [*c("seed"), *examiner, f.at(r - 1, F.ITEMS)], lambda: s.examine(r))
-            writing = s.given(r, "question", [syn.plan, syn.writer], ["plan", "writer"])
+            if syn.mix:  # every part's plugins (their files and state), and the shares and labels
+                configs = [c for part in syn.mix for c in (part.plan, part.writer)]
+                writing = s.given(r, "question", configs, ["plan", "writer"] * len(syn.mix))
+                writing.append([part.model_dump(mode="json") for part in syn.mix])
+            else:
+                writing = s.given(r, "question", [syn.plan, syn.writer], ["plan", "writer"])
             budget = c("seed", "teacher", "task") + [syn.budget_per_round, f.at(r, F.PROFILE)]
             run(r, "question", [*budget, *writing], lambda: s.propose(r))
             run(r, "answer", [*c("teacher"), f.at(r, F.CANDIDATES)], lambda: s.answer(r))

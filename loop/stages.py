@@ -35,7 +35,7 @@ from agents.proposal import Written
 from agents.roles import WeaknessProfile
 from core.jsonl import read_jsonl, write_jsonl
 from core.plugins import Inputs, Plugin, PluginConfig
-from core.records import Record, drop_plugin, drop_reason_key, kept
+from core.records import Record, drop_plugin, drop_reason_key, item_id, kept
 from loop import files as F
 from loop.config import RunConfig
 from loop.evaluate import accuracy_by, accuracy_metrics
@@ -180,27 +180,52 @@ class Stages:
         return Out(files={self.files.at(r, F.PROFILE): profile.to_json()}, stats=stats)
 
     def propose(self, r: int) -> Out:
-        """Candidate items: the plan decides who gets how many, the writer writes them."""
+        """Candidate items: the plan decides who gets how many, the writer writes them; with `synthesis.mix`,
+        each part (a plan x writer) writes its share of the budget and its items carry its label in `mix`."""
         syn = self.cfg.synthesis
-        plan, writer = self.plugin("plan", syn.plan, r), self.plugin("writer", syn.writer, r)
+        parts = syn.mix or [None]
+        budgets = shares_of(syn.budget_per_round, [p.share for p in syn.mix]) if syn.mix else [syn.budget_per_round]
+        candidates: list[Record] = []
+        rejected: list[Record] = []
+        out = Out(stats={"compute_seconds": 0.0})
+        for part, budget in zip(parts, budgets, strict=True):
+            plan_cfg, writer_cfg = (syn.plan, syn.writer) if part is None else (part.plan, part.writer)
+            label = None if part is None else str(part.label)
+            written, plan_name, seconds = self._write(r, plan_cfg, writer_cfg, budget, label, out)  # type: ignore[arg-type]
+            new = [self.task.shape_candidate(c) for c in written.items]
+            gone = [self._rejected(r, len(rejected) + i, x, plan_name) for i, x in enumerate(written.rejected)]
+            if label is not None:  # ids stay unique across parts that share a plan
+                new = [{**c, "id": item_id(r, label, k), "mix": label} for k, c in enumerate(new)]
+                gone = [{**g, "mix": label} for g in gone]
+                out.stats[f"mix/{label}/candidates"] = len(new)
+            candidates += new
+            rejected += gone
+            out.stats["compute_seconds"] += seconds
+        out.stats.update(candidates=len(candidates), rejected=len(rejected))
+        out.files[self.files.at(r, F.DROPPED_QUESTION)] = rejected
+        out.files[self.files.at(r, F.CANDIDATES)] = candidates
+        return out
+
+    def _write(
+        self, r: int, plan_cfg: PluginConfig, writer_cfg: PluginConfig, budget: int, label: str | None, out: Out
+    ) -> tuple[Written, str, float]:
+        """One plan x writer over `budget` items; its plugins' new state goes into `out`."""
+        plan, writer = self.plugin("plan", plan_cfg, r), self.plugin("writer", writer_cfg, r)
         for plugin in (plan, writer):  # a plugin with state across rounds (an archive, an evolving method)
             if "state" in plugin.reads:
                 plugin.load_state(self.inputs(plugin, r)["state"])
-        # The writer's tag keeps the draws of runs made before the plugin redesign.
-        rng = random.Random(f"{self.cfg.seed}:{getattr(writer, 'rng_tag', writer.name)}:{plan.name}:{r}")
+        # The writer's tag keeps the draws of runs made before the plugin redesign; a mix part adds its label.
+        key = f"{self.cfg.seed}:{getattr(writer, 'rng_tag', writer.name)}:{plan.name}:{r}"
+        rng = random.Random(key if label is None else f"{key}:{label}")
         t0 = time.perf_counter()
-        proposal = plan.propose(self.inputs(plan, r), syn.budget_per_round, r, rng)  # type: ignore[attr-defined]
-        written: Written = writer.write(proposal, syn.budget_per_round, r, rng, self.inputs(writer, r), plan.name)  # type: ignore[attr-defined]
-        candidates = [self.task.shape_candidate(c) for c in written.items]
+        proposal = plan.propose(self.inputs(plan, r), budget, r, rng)  # type: ignore[attr-defined]
+        written: Written = writer.write(proposal, budget, r, rng, self.inputs(writer, r), plan.name)  # type: ignore[attr-defined]
         seconds = time.perf_counter() - t0 if self.client(r) is not None else 0.0
-        rejected = [self._rejected(r, i, x, plan.name) for i, x in enumerate(written.rejected)]
-        out = Out(stats={"candidates": len(candidates), "rejected": len(rejected), "compute_seconds": seconds})
-        out.files = {self.files.at(r, F.DROPPED_QUESTION): rejected, self.files.at(r, F.CANDIDATES): candidates}
         for plugin in (plan, writer):
             state = plugin.state()
             if state is not None:
                 out.files[self.files.state(r, plugin.kind, plugin.name)] = state
-        return out
+        return written, plan.name, seconds
 
     def _rejected(self, r: int, i: int, rejected: Record, strategy: str) -> Record:
         """An ask the writer gave up on, as a dropped synthetic item with its reason."""
@@ -372,6 +397,10 @@ def round_metrics(
             "pool/size": pool,
         }
     )
+    for label in sorted({str(i["mix"]) for i in synthetic if i.get("mix")}):  # a mix: each part's own counts
+        part = [i for i in synthetic if i.get("mix") == label]
+        metrics[f"synth/mix/{label}/candidates"] = len(part)
+        metrics[f"synth/mix/{label}/kept"] = sum(bool(i.get("kept")) for i in part)
     if ifds:
         metrics.update({"ifd/mean": statistics.fmean(ifds), "ifd/median": statistics.median(ifds)})
     times = {k: float(v.get("stats", {}).get("seconds", 0.0)) for k, v in phases.items()}
@@ -381,3 +410,13 @@ def round_metrics(
     metrics["time/round"] = wall
     metrics["time/orchestration_share"] = max(0.0, wall - compute) / wall if wall else 0.0
     return metrics
+
+
+def shares_of(budget: int, shares: Sequence[float]) -> list[int]:
+    """`budget` split by `shares` (summing to 1) into whole items that add up to it (largest remainders)."""
+    exact = [budget * s for s in shares]
+    whole = [int(x) for x in exact]
+    by_remainder = sorted(range(len(shares)), key=lambda i: (-(exact[i] - whole[i]), i))
+    for i in by_remainder[: budget - sum(whole)]:
+        whole[i] += 1
+    return whole

@@ -49,6 +49,15 @@ def test_overrides_are_typed() -> None:
         ("student.tiny.hidden_size=130", ["multiple of num_heads"]),
         ("ifd.top_share=1.5", ["top_share", "1.5", "less than or equal to 1"]),  # the old key, mapped
         ("ifd.model=/no/such/proxy", ["ifd.model", "no model at '/no/such/proxy'"]),
+        ("synthesis.mix=[{share: 0.5}, {share: 0.4, plan: random}]", ["synthesis.mix", "sum to 0.9, not 1"]),
+        ("synthesis.mix=[{share: 0.5}, {share: 0.5}]", ["synthesis.mix[1]", "'weakness+generator' is taken"]),
+        (
+            "synthesis.mix=[{share: 0.5, writer: auto_evol_instruct}, "
+            "{share: 0.5, plan: random, writer: auto_evol_instruct}]",
+            ["synthesis.mix[1].writer", "keeps state across rounds", "in a mix once"],
+        ),
+        ("synthesis.mix=[{share: 1.5}]", ["synthesis.mix.0.share", "less than or equal to 1"]),
+        ("synthesis.mix=[{share: 1, label: 'a b'}]", ["synthesis.mix.0.label", "should match pattern"]),
         ("ifd.model=proxy.gguf", ["ifd.model", "does not exist"]),
     ],
 )

@@ -239,6 +239,29 @@ def test_every_writer_request_of_a_round_has_its_own_seed(round0: Path, tmp_path
     assert len(asked) > 1 and len({r.sampling.seed for r in asked}) == len(asked)
 
 
+def test_a_mix_gives_each_part_its_share_and_its_items_carry_it(round0: Path, tmp_path: Path) -> None:
+    mix = "synthesis.mix=[{share: 0.75, writer: generator}, {share: 0.25, plan: llm2llm, label: failures}]"
+    run = _round1(round0, tmp_path, ["synthesis.plan=weakness", mix])
+    items = [i for i in rows(run / "round_001" / "items.jsonl") if i["source"] == "synthetic"]
+    by_part = {label: [i for i in items if i.get("mix") == label] for label in ("weakness+generator", "failures")}
+    assert len(by_part["weakness+generator"]) == 6 and 1 <= len(by_part["failures"]) <= 2 + 2  # 8 x 0.75 / 0.25
+    assert {i["writer"] for i in by_part["weakness+generator"] if i["instruction"]} == {"generator"}
+    assert {i["strategy"] for i in by_part["failures"]} == {"llm2llm"} and all(i.get("mix") for i in items)
+    assert len({i["id"] for i in items}) == len(items)
+    (metrics,) = [m for m in rows(run / "metrics.jsonl") if m.get("round") == 1 and "test/accuracy" in m]
+    for label, part in by_part.items():
+        assert metrics[f"synth/mix/{label}/candidates"] == len(part)
+        assert metrics[f"synth/mix/{label}/kept"] == sum(i["kept"] for i in part)
+
+
+def test_budget_shares_are_whole_items_that_add_up() -> None:
+    from loop.stages import shares_of
+
+    assert shares_of(60, [0.5, 0.3, 0.2]) == [30, 18, 12]
+    assert shares_of(10, [1 / 3] * 3) == [4, 3, 3]
+    assert shares_of(7, [0.5, 0.5]) == [4, 3] and shares_of(0, [0.6, 0.4]) == [0, 0]
+
+
 def test_a_proxy_model_scores_ifd_in_place_of_the_student(round0: Path, tmp_path: Path) -> None:
     from trainers.ifd import score_ifd
     from trainers.tiny import load_student
