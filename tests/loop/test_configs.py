@@ -35,11 +35,11 @@ def test_the_shipped_configs_are_the_ones_checked_here() -> None:
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
-def test_each_strategy_config_names_its_plugin_and_lets_the_oracle_answer(name: str) -> None:
+def test_each_strategy_config_names_its_plugin_and_lets_the_world_answer(name: str) -> None:
     cfg = load_config(CONFIG_DIR / "strategies" / f"{name}.yaml")
     s = cfg.synthesis
     named = {s.writer.name, *(c.name for c in s.refine), *(c.name for c in s.select or [])}  # type: ignore[union-attr]
-    assert name in named and cfg.teacher.answers == "oracle_first"
+    assert name in named and (cfg.teacher.answers == "oracle_first" or cfg.task.name != "world")
     assert config_from_dict(yaml.safe_load(dump_config(cfg)), f"{name} resolved") == cfg
 
 
