@@ -83,6 +83,9 @@ class SelectiveReflectionSelector(Plugin):
                 v: {"ifd": _value(ifd[k], self.config.ratio), "rifd": _value(rifd[k], self.config.ratio)}
                 for v, k in spots.items()
             }
+            if len(spots) == 1 and not self.config.keep_original:  # every reflection is missing (see its `missing`)
+                out.append(dropped(item, self.name, "no reflected version to choose from", reflection_scores=scores))
+                continue
             variant, why = self.choose(scores)
             if variant is None:
                 out.append(dropped(item, self.name, why, reflection_scores=scores))

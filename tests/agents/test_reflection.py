@@ -204,6 +204,10 @@ def test_selection_rules_are_the_reference(scores: dict, options: dict, want: st
 def test_missing_variants_items_without_reflection_and_top_k() -> None:
     kept, dropped = _select({ORI: (0.5, 0.6), "What is 48 + 37?|A1": (0.4, 0.1)}, {"a": VARIANTS["a"]})
     assert kept[0]["reflected"] == "a" and not dropped
+    kept, dropped = _select({ORI: (0.5, 0.6)}, {})  # every reflection missing: nothing to choose from
+    assert not kept and drop_reason_key(dropped[0]) == "selective_reflection: no reflected version to choose from"
+    kept, dropped = _select({ORI: (0.5, 0.6)}, {}, keep_original=True)
+    assert kept[0]["reflected"] == "ori" and not dropped
     selector = SelectiveReflectionSelector(
         SelectiveReflectionSelector.Config(name="selective_reflection", top_k=1), Parts()
     )
