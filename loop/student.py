@@ -212,4 +212,6 @@ def train_student(
         "last_loss": res.tail_loss,
         "tokens_per_s": res.tokens_per_s,
         "seconds": res.seconds,
+        "peak_host_rss_bytes": res.peak_host_rss_bytes,
+        "peak_gpu_allocated_bytes": res.peak_gpu_allocated_bytes,
     }

@@ -127,6 +127,11 @@ class SFTResult:
     checkpoint_dir: str | None = None
     resumed_from_step: int = 0
     losses: list[float] = field(default_factory=list)  # one per optimizer step of this run
+    # Peaks of the training loop, the largest over ranks: torch's allocated and reserved CUDA memory (None
+    # off CUDA) and the process's resident host memory (its high-water mark since the process started).
+    peak_gpu_allocated_bytes: int | None = None
+    peak_gpu_reserved_bytes: int | None = None
+    peak_host_rss_bytes: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +415,26 @@ def optimizer_step(
     return loss_all / engine.world_size, int(tokens_all)
 
 
+def peak_memory(engine: DeepSpeedEngine) -> dict[str, int | None]:
+    """The loop's memory peaks on this rank, then the largest over ranks (SFTResult's peak_* fields)."""
+    import resource
+
+    host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kilobytes
+    on_cuda = engine.device.type == "cuda"
+    values = [host]
+    if on_cuda:
+        values += [torch.cuda.max_memory_allocated(engine.device), torch.cuda.max_memory_reserved(engine.device)]
+    if engine.world_size > 1:
+        t = torch.tensor(values, dtype=torch.float64, device=engine.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        values = [int(v) for v in t.tolist()]
+    return {
+        "peak_host_rss_bytes": int(values[0]),
+        "peak_gpu_allocated_bytes": int(values[1]) if on_cuda else None,
+        "peak_gpu_reserved_bytes": int(values[2]) if on_cuda else None,
+    }
+
+
 def summarize(
     losses: list[float], tokens: int, seconds: float, total_steps: int, start_step: int, out: Path
 ) -> SFTResult:
@@ -478,10 +503,11 @@ def train_sft(job: SFTJob) -> tuple[SFTResult, DeepSpeedEngine]:
     finally:
         if progress:
             progress.close()
+    peaks = peak_memory(engine)  # the loop's, before saving gathers or copies weights
     if job.save_checkpoint:
         save_engine_checkpoint(engine, out / "checkpoints", total_steps)
     save_hf_model(engine, tokenizer, out / "model")
-    return summarize(losses, tokens, seconds, total_steps, start_step, out), engine
+    return replace(summarize(losses, tokens, seconds, total_steps, start_step, out), **peaks), engine
 
 
 def run_sft(job: SFTJob) -> SFTResult:
@@ -658,9 +684,14 @@ def main(argv: list[str]) -> int:
     watch_parent()
     job = SFTJob.from_json(Path(argv[0]).read_text())
     result_path = Path(argv[1]) if len(argv) == 2 else Path(job.output_dir) / "sft_result.json"
-    result = run_sft(job)
-    if int(os.environ.get("RANK", "0")) == 0:
-        write_json(result_path, asdict(result))
+    try:
+        result = run_sft(job)
+        if int(os.environ.get("RANK", "0")) == 0:
+            write_json(result_path, asdict(result))
+    finally:
+        # NCCL warns of leaked resources when a process exits with its group still up (seen on an H200).
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 

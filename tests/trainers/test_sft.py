@@ -121,6 +121,10 @@ def test_launch_sft_in_a_child_reports_progress(setup: tuple[Path, Path, Path]) 
     result = launch_sft(make_job(base, data, root / "child", max_steps=6), launcher="python", on_progress=events.append)
     assert [e["step"] for e in events] == [1, 2, 3, 4, 5, 6]
     assert result.steps == 6 and Path(result.model_dir, "model.safetensors").exists()
+    # The loop's memory peaks travel back with the result: a torch process holds far more than 100 MB.
+    assert result.peak_host_rss_bytes is not None and result.peak_host_rss_bytes > 100e6
+    on_cuda = torch.cuda.is_available()
+    assert (result.peak_gpu_allocated_bytes is not None) == on_cuda == (result.peak_gpu_reserved_bytes is not None)
 
 
 def test_launch_sft_kills_the_child_on_interrupt(
