@@ -43,3 +43,5 @@ REFLECT_INSTRUCTION = Guide.regex(
     r"[^\[]{1,300}\[New Instruction\] [^\[]{1,240} \[End\]\n\[New Answer\] [^\[]{1,300} \[End\]"
 )
 REFLECT_RESPONSE = Guide.regex(r"[^\[]{1,300}\[Better Answer\] [^\[]{1,300} \[End\]")
+# ReAlign's rewrite: one line of reasoning, then the revised response (which may hold newlines and "####").
+REALIGN_REWRITE = Guide.regex(r"Reasoning: [^\n]{1,300}\nRevised response: [^\[]{1,1200}")

@@ -35,6 +35,7 @@ from typing import Literal
 import yaml
 from pydantic import Field
 
+from agents.llm.guides import REALIGN_REWRITE
 from agents.llm.parsing import ParseError, ask_parsed, retry_request
 from agents.llm.prompts import render
 from agents.llm.types import ChatRequest, Sampling
@@ -192,7 +193,9 @@ class ReAlignRefiner(Plugin):
                 response=item["output"],
                 format=task_formats()[kind]["format"],
             )
-            sampling = Sampling(c.temperature, max_tokens=c.max_tokens or p.max_tokens, n=c.samples)
+            sampling = Sampling(
+                c.temperature, max_tokens=c.max_tokens or p.max_tokens, n=c.samples, guide=REALIGN_REWRITE
+            )
             requests.append(
                 ChatRequest(
                     [{"role": "system", "content": system}, {"role": "user", "content": user}], sampling, "realign"

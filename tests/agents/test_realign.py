@@ -3,13 +3,15 @@ rendered, the longest of two revisions, every post-filter as a named reason, and
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
 
+from agents.llm.guides import REALIGN_REWRITE
 from agents.llm.scripted import ScriptedBackend
 from agents.llm.types import ChatRequest, ChatResult
-from agents.refiners.realign import ReAlignRefiner, filter_rewrite, has_code, task_formats, tokens
+from agents.refiners.realign import ReAlignRefiner, filter_rewrite, has_code, parse_revision, task_formats, tokens
 from agents.tasks.math import extract_answer
 from core.plugins import Inputs, Parts
 
@@ -69,6 +71,16 @@ def test_the_longest_revision_replaces_the_answer_and_the_prompt_is_the_adaptive
     )
     assert user.endswith(f"[Format start]\n{task_formats()['math_puzzles']['format']}\n[Format end]")
     assert (request.sampling.temperature, request.sampling.n) == (0.3, 2)
+    # The guide (used where `teacher.llm.guided` is on) admits the replies the parser reads, and only those.
+    assert request.sampling.guide == REALIGN_REWRITE
+    pattern = re.compile(REALIGN_REWRITE.spec)
+    assert (
+        pattern.fullmatch(f"Reasoning: fits.\nRevised response: {LONG}")
+        and parse_revision(f"Reasoning: fits.\nRevised response: {LONG}") == LONG
+    )
+    assert not pattern.fullmatch(f"Revised response: {LONG}") and not pattern.fullmatch(
+        "Reasoning: x\nRevised response: "
+    )
     backend = _Samples([f"Revised response: {LONG}"])
     _refine(backend, _math_task(), adaptive=False)
     assert "copy the assistant's response" not in backend.calls[0].messages[0]["content"]
