@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +63,30 @@ def _stoppable() -> Iterator[None]:
             raise typer.Exit(128 + (err.signum if isinstance(err, Stopped) else signal.SIGINT)) from None
 
 
+@contextmanager
+def _reported() -> Iterator[None]:
+    """A run that fails ends in a message with every secret masked (core.secrets), exit status 1: the failures of
+    things outside the code (a chat server, a trainer or inference child, a data file, a model) as their message
+    alone, anything else as its traceback."""
+    from agents.llm.backends import LLMCallError
+    from core.jsonl import DataFileError
+    from core.models import ModelConversionError, ModelNotFoundError
+    from core.secrets import redact
+    from loop.store import ManifestError
+    from trainers.sft import SFTError
+
+    try:
+        yield
+    except (LLMCallError, SFTError, DataFileError, ModelNotFoundError, ModelConversionError) as err:
+        typer.secho(redact(f"{type(err).__name__}: {err}"), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except (typer.Exit, KeyboardInterrupt, FileExistsError, ConfigError, ManifestError):
+        raise  # said by the command itself
+    except Exception:
+        sys.stderr.write(redact(traceback.format_exc()))
+        raise typer.Exit(1) from None
+
+
 def _config(config: str | None, overrides: list[str] | None):
     items = list(overrides or [])
     if config is not None and "=" in config and not Path(config).exists():
@@ -82,7 +108,7 @@ def run(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
     from loop.runner import start_run
 
     try:
-        with _stoppable():
+        with _stoppable(), _reported():
             start_run(cfg)
     except FileExistsError as err:
         typer.secho(str(err), fg=typer.colors.RED, err=True)
@@ -97,7 +123,7 @@ def resume(run_dir: Annotated[Path, typer.Argument(help="a run directory made by
     from loop.store import ManifestError
 
     try:
-        with _stoppable():
+        with _stoppable(), _reported():
             resume_run(run_dir)
     except (ManifestError, ConfigError) as err:
         typer.secho(str(err), fg=typer.colors.RED, err=True)

@@ -180,7 +180,7 @@ def resume_run(run_dir: str | Path, client: Chat | None = None) -> list[Round]:
 
 @contextmanager
 def _say_how_to_resume(run_dir: str | Path) -> Iterator[None]:
-    """On Ctrl-C or a stop signal (see core.children): one line saying what happened and how to go on."""
+    """On Ctrl-C, a stop signal (see core.children) or an error: one line saying what happened and how to go on."""
     try:
         yield
     except KeyboardInterrupt as err:
@@ -188,5 +188,11 @@ def _say_how_to_resume(run_dir: str | Path) -> Iterator[None]:
         console.print(
             f"[yellow]stopped {why}[/]; its child processes were stopped and the unfinished phase is kept for "
             f"`gaploop resume {run_dir}`"
+        )
+        raise
+    except Exception:
+        console.print(
+            f"[red]the run stopped on an error[/] (below); the phases done and the unfinished one are kept: fix the "
+            f"cause, then `gaploop resume {run_dir}`"
         )
         raise

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from core.children import tie_to_parent
+from core.secrets import without_secrets
 from loop.config import RunConfig
 from loop.console import progress_bar
 from loop.evaluate import answer_items
@@ -62,7 +63,9 @@ def run_child(module: str, args: list[str], label: str, on_line: Callable[[str],
     the child first.
     """
     root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    env = without_secrets(
+        {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    )
     tie_to_parent(env)  # the child exits if this process is killed (see core.children)
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env

@@ -38,6 +38,7 @@ import torch
 from core.children import PidFile, tie_to_parent, watch_parent
 from core.jsonl import iter_jsonl, write_json
 from core.models import resolve_model
+from core.secrets import without_secrets
 from trainers.templates import TEMPLATES, encode_pair, format_prompt
 from trainers.tiny import load_student
 
@@ -636,7 +637,7 @@ def launch_sft(
         progress_path.unlink(missing_ok=True)  # the child starts it anew; follow it from the start
     offset = progress_path.stat().st_size if progress_path.exists() else 0
 
-    child_env = {**os.environ, **(env or {})}
+    child_env = without_secrets({**os.environ, **(env or {})})  # a trainer never needs the chat key
     _prepare_extensions(child_env)
     package_root = str(Path(__file__).resolve().parents[1])
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)

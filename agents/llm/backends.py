@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 from agents.llm.template import PreQuery, pre_query
 from agents.llm.types import ChatBackend, ChatRequest, ChatResult, Guide, Message, Sampling
 from core.models import resolve_model
+from core.secrets import redact, register
 from core.text import cut_at_stop
 
 if TYPE_CHECKING:
@@ -531,6 +532,7 @@ class OpenAIBackend:
                     f"variable {api_key_env} holding the API key is not set (keys are read from the environment only)"
                 )
             key = "EMPTY"  # local servers (vllm serve) accept any key
+        register(key)  # masked in every error this process reports, also when a server quotes it back
         # The client's own retries are off: ours decide what is retried and honour retry-after.
         self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
         self.base_url = str(self._client.base_url)
@@ -588,7 +590,8 @@ class OpenAIBackend:
             except openai.APIStatusError as err:
                 status = err.status_code
                 if not (status in (408, 429) or status >= 500):
-                    raise LLMCallError(f"chat call to {where} failed with HTTP {status}: {err.message}") from err
+                    message = redact(f"chat call to {where} failed with HTTP {status}: {err.message}")
+                    raise LLMCallError(message) from err
                 last: Exception = err
                 delay = _retry_after(err.response.headers)
             except openai.APIConnectionError as err:  # also timeouts (APITimeoutError)
@@ -596,7 +599,7 @@ class OpenAIBackend:
             if attempt == self.max_retries:
                 error = f"{type(last).__name__}: {last}"
                 raise LLMCallError(
-                    f"chat call to {where} failed after {attempt + 1} attempts; last error {error}"
+                    redact(f"chat call to {where} failed after {attempt + 1} attempts; last error {error}")
                 ) from last
             if delay is None:
                 delay = self.backoff * 2**attempt + random.uniform(0, self.backoff)
