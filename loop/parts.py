@@ -96,6 +96,7 @@ def usage_metrics(client: LLMClient, round: int) -> dict[str, float]:
                 f"llm/{agent}/completion_tokens": u.completion_tokens,
                 f"llm/{agent}/cost": u.cost,
                 f"llm/{agent}/retries": u.retries,
+                f"llm/{agent}/server_retries": u.server_retries,
                 f"llm/{agent}/seconds": u.seconds,
             }
         )

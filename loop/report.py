@@ -72,12 +72,14 @@ def print_round_table(rd: Round, first: Round) -> None:
 
 
 def agent_cells(m: dict[str, float], agent: str) -> tuple[str, str]:
-    """(calls, details) of one LLM agent in a round: cached calls, re-asks, completion tokens, tokens/s."""
+    """(calls, details) of one LLM agent in a round: cached calls, re-asks, server retries where there were any,
+    completion tokens, tokens/s."""
     get = lambda key: m.get(f"llm/{agent}/{key}", 0.0)  # noqa: E731
     rate = m.get(f"llm/{agent}/tokens_per_s")
     details = [
         f"{int(get('cached_calls'))} cached",
         f"{int(get('retries'))} re-asks",
+        *([f"{int(get('server_retries'))} server retries"] if get("server_retries") else []),
         f"{int(get('completion_tokens'))} tokens out",
         *([f"{rate:.0f} tok/s"] if rate is not None else []),
     ]

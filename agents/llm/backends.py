@@ -41,6 +41,10 @@ class LLMCallError(RuntimeError):
     """A chat call that failed for good: a non-retryable HTTP status, or retries exhausted."""
 
 
+class _MalformedReply(ValueError):
+    """A 200 reply that is not a usable chat completion (asked again, like a 5xx)."""
+
+
 def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Message], model: str) -> list[int]:
     """Token ids of `messages` rendered by the tokenizer's chat template, ready for the assistant's turn.
 
@@ -496,9 +500,10 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 class OpenAIBackend:
     """Any OpenAI-compatible chat-completions endpoint, with our own retries and a bounded thread pool.
 
-    429, 408, 5xx, connection errors and timeouts are retried with exponential backoff plus jitter (a
-    `retry-after` header wins); other 4xx fail at once. The API key comes only from the environment
-    variable `api_key_env`; a loopback `base_url` without one gets the dummy key "EMPTY".
+    429, 408, 5xx, connection errors, timeouts, bodies cut off or not JSON, and a choice list of the wrong
+    length are retried with exponential backoff plus jitter (a `retry-after` header wins); other 4xx fail
+    at once. Each result says how many times it was sent again (`server_retries`). The API key comes only
+    from the environment variable `api_key_env`; a loopback `base_url` without one gets the dummy key "EMPTY".
     """
 
     kind = "openai"
@@ -586,6 +591,9 @@ class OpenAIBackend:
             delay: float | None = None
             try:
                 resp = self._client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
+                choices = sorted(resp.choices or [], key=lambda c: c.index)
+                if len(choices) != s.n:  # an empty or short list: a server glitch, asked again
+                    raise _MalformedReply(f"asked for n={s.n} choices and got {len(choices)}")
                 break
             except openai.APIStatusError as err:
                 status = err.status_code
@@ -594,8 +602,10 @@ class OpenAIBackend:
                     raise LLMCallError(message) from err
                 last: Exception = err
                 delay = _retry_after(err.response.headers)
-            except openai.APIConnectionError as err:  # also timeouts (APITimeoutError)
+            except openai.APIConnectionError as err:  # also timeouts (APITimeoutError) and cut-off bodies
                 last = err
+            except (json.JSONDecodeError, openai.APIResponseValidationError, _MalformedReply) as err:
+                last = err  # a 200 whose body is not a chat completion
             if attempt == self.max_retries:
                 error = f"{type(last).__name__}: {last}"
                 raise LLMCallError(
@@ -604,14 +614,12 @@ class OpenAIBackend:
             if delay is None:
                 delay = self.backoff * 2**attempt + random.uniform(0, self.backoff)
             time.sleep(min(delay, MAX_RETRY_DELAY_S))
-        choices = sorted(resp.choices, key=lambda c: c.index)
-        if len(choices) != s.n:
-            raise LLMCallError(f"chat call to {where} asked for n={s.n} choices and got {len(choices)}")
         usage = resp.usage
         return ChatResult(
             [c.message.content or "" for c in choices],
             usage.prompt_tokens if usage else 0,
             usage.completion_tokens if usage else 0,
+            server_retries=attempt,
         )
 
     def close(self) -> None:

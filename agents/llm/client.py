@@ -39,17 +39,25 @@ CREATE TABLE IF NOT EXISTS usage (
     cost REAL NOT NULL,
     retries INTEGER NOT NULL DEFAULT 0,
     seconds REAL NOT NULL DEFAULT 0,
+    server_retries INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (round, agent)
 );
 """
 # Columns added since the first schema: a cache file written before them gets them, zero-filled.
-ADDED_COLUMNS = {"retries": "INTEGER NOT NULL DEFAULT 0", "seconds": "REAL NOT NULL DEFAULT 0"}
+ADDED_COLUMNS = {
+    "retries": "INTEGER NOT NULL DEFAULT 0",
+    "seconds": "REAL NOT NULL DEFAULT 0",
+    "server_retries": "INTEGER NOT NULL DEFAULT 0",
+}
 ADD_USAGE = """
-INSERT INTO usage (round, agent, calls, cached_calls, prompt_tokens, completion_tokens, cost, retries, seconds)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO usage (
+    round, agent, calls, cached_calls, prompt_tokens, completion_tokens, cost, retries, seconds, server_retries
+)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (round, agent) DO UPDATE SET
     calls = calls + excluded.calls,
     retries = retries + excluded.retries,
+    server_retries = server_retries + excluded.server_retries,
     seconds = seconds + excluded.seconds,
     cached_calls = cached_calls + excluded.cached_calls,
     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
@@ -94,7 +102,8 @@ class Budget:
 class Usage:
     """What calls cost: all calls, those served from the cache, tokens spent and USD (cache hits spend none);
     `retries`: calls that re-asked after an unusable reply; `seconds`: backend time of the calls not cached
-    (a batch's time shared among its agents by completion tokens)."""
+    (a batch's time shared among its agents by completion tokens); `server_retries`: sends again after a
+    transport fault of the server (429, 5xx, a reset, a timeout, a malformed body), HTTP backends only."""
 
     calls: int = 0
     cached_calls: int = 0
@@ -103,6 +112,7 @@ class Usage:
     cost: float = 0.0
     retries: int = 0
     seconds: float = field(default=0.0, compare=False)  # a measurement, not part of what was spent
+    server_retries: int = 0
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -123,6 +133,7 @@ class Usage:
             self.cost + other.cost,
             self.retries + other.retries,
             self.seconds + other.seconds,
+            self.server_retries + other.server_retries,
         )
 
 
@@ -257,6 +268,7 @@ class LLMClient:
                 res = fresh.pop(key)  # the first asker pays; a repeat in the same batch is a cache hit
                 use.prompt_tokens += res.prompt_tokens
                 use.completion_tokens += res.completion_tokens
+                use.server_retries += res.server_retries
                 use.cost += self.prices.cost(res.prompt_tokens, res.completion_tokens) if self.prices else 0.0
                 share = res.completion_tokens / batch_tokens if batch_tokens else 1 / len(misses)
                 use.seconds += batch_seconds * share
@@ -316,6 +328,7 @@ class LLMClient:
         ]
         usage_rows = [
             (round_, agent, u.calls, u.cached_calls, u.prompt_tokens, u.completion_tokens, u.cost, u.retries, u.seconds)
+            + (u.server_retries,)
             for agent, u in spent.items()
         ]
         with self._lock:
@@ -348,14 +361,15 @@ class LLMClient:
     def usage(self, round: int | None = None) -> dict[str, Usage]:
         """Usage per agent, of one round or (None) of all rounds, as recorded in the cache file."""
         sql = "SELECT agent, SUM(calls), SUM(cached_calls), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost),"
-        sql += " SUM(retries), SUM(seconds)"
+        sql += " SUM(retries), SUM(seconds), SUM(server_retries)"
         sql += " FROM usage" + (" WHERE round = ?" if round is not None else "") + " GROUP BY agent ORDER BY agent"
         with self._lock:
             rows = self._db.execute(sql, () if round is None else (round,)).fetchall()
         usage = {}
-        for agent, calls, cached, prompt, completion, cost, retries, seconds in rows:
+        for agent, calls, cached, prompt, completion, cost, retries, seconds, server_retries in rows:
             usage[agent] = Usage(int(calls), int(cached), int(prompt), int(completion), float(cost))
             usage[agent].retries, usage[agent].seconds = int(retries), float(seconds)
+            usage[agent].server_retries = int(server_retries)
         return usage
 
     def total(self, round: int | None = None) -> Usage:

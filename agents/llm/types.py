@@ -86,6 +86,8 @@ class ChatResult:
     # Per text: True when it ended on an end-of-turn token or a stop string, False when max_tokens cut it;
     # None where the backend does not say (Magpie drops instructions that did not end on their own).
     finished: list[bool] | None = None
+    # Times the request was sent again after a transport fault (429, 5xx, a reset, a timeout, a malformed body).
+    server_retries: int = 0
 
 
 class ChatBackend(Protocol):
