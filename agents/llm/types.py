@@ -99,3 +99,16 @@ class ChatBackend(Protocol):
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]: ...
 
     def close(self) -> None: ...
+
+
+class LLMCallError(RuntimeError):
+    """A chat call that failed for good: a non-retryable HTTP status, or retries exhausted."""
+
+
+class PartialBatch(LLMCallError):
+    """Some calls of a batch failed for good; `done` holds the results of those that did not (None elsewhere),
+    in request order, so the caller can keep what was paid for."""
+
+    def __init__(self, message: str, done: list[ChatResult | None]) -> None:
+        super().__init__(message)
+        self.done = done

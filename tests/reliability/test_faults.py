@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.llm.backends import OpenAIBackend
+from agents.llm.backends import LLMCallError, OpenAIBackend
 from agents.llm.client import LLMClient
 from agents.tasks.world import generate_items, point_of, solve
-from loop.config import load_config
-from loop.runner import start_run
+from loop.config import RunConfig, load_config
+from loop.runner import resume_run, start_run
 from tests.agents.llm.test_openai_backend import KEY_ENV, FakeOpenAI
 from tests.helpers import rows
 from tests.loop.test_llm_loop import LLM_SMALL
@@ -75,14 +75,19 @@ class FaultProxy:
     every call gets through).
     """
 
-    def __init__(self, upstream: str, rate: float, kinds: tuple[str, ...], seed: int = 0, max_per_request: int = 3):
-        self.upstream, self.rate, self.kinds, self.seed, self.max_per_request = (
-            upstream,
-            rate,
-            kinds,
-            seed,
-            max_per_request,
-        )
+    def __init__(
+        self,
+        upstream: str,
+        rate: float,
+        kinds: tuple[str, ...],
+        seed: int = 0,
+        max_per_request: int = 3,
+        port: int = 0,
+        down_after: int | None = None,
+    ):
+        self.upstream, self.rate, self.kinds, self.seed = upstream, rate, kinds, seed
+        self.max_per_request = max_per_request
+        self.down_after = down_after  # after this many forwarded calls it stops listening: the endpoint is gone
         self.sent: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
         self.forwarded = 0
@@ -92,6 +97,11 @@ class FaultProxy:
         class Handler(BaseHTTPRequestHandler):  # HTTP/1.0: one request a connection, no keep-alive races
             def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers["Content-Length"]))
+                if proxy.down_after is not None and proxy.forwarded >= proxy.down_after:
+                    threading.Thread(target=proxy.close, daemon=True).start()  # no more connections taken
+                    self.connection.shutdown(2)
+                    self.close_connection = True
+                    return
                 kind = proxy._fault_for(data)
                 try:
                     if kind is None:
@@ -104,8 +114,10 @@ class FaultProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._closed = False
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
@@ -186,20 +198,29 @@ class FaultProxy:
         handler.wfile.write(body)
 
     def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self.server.shutdown()
         self.server.server_close()
+
+
+def _setup(run: Path, url: str) -> tuple[RunConfig, LLMClient]:
+    """The small LLM loop against `url`, and a client whose retries wait 10 ms (not seconds) between tries."""
+    args = [a for a in LLM_SMALL if not a.startswith("teacher.llm.backend")]
+    args += ["teacher.llm.backend=openai", f"teacher.llm.base_url={url}", "teacher.llm.model=served"]
+    args += [f"teacher.llm.api_key_env={KEY_ENV}", "training.max_steps=20", f"run_dir={run}"]
+    cfg = load_config(args[0], args[1:])
+    backend = OpenAIBackend("served", base_url=url, api_key_env=KEY_ENV, timeout=TIMEOUT_S, backoff=0.01)
+    return cfg, LLMClient(backend, cache_path=run / "llm_cache.sqlite", guided=cfg.teacher.llm.guided)
 
 
 def _run(tmp_path: Path, name: str, rate: float, kinds: tuple[str, ...]) -> tuple[Path, FaultProxy]:
     teacher = WorldTeacher()
     proxy = FaultProxy(teacher.url, rate, kinds)
     run = tmp_path / name
-    args = [a for a in LLM_SMALL if not a.startswith("teacher.llm.backend")]
-    args += ["teacher.llm.backend=openai", f"teacher.llm.base_url={proxy.url}", "teacher.llm.model=served"]
-    args += [f"teacher.llm.api_key_env={KEY_ENV}", "training.max_steps=20", f"run_dir={run}"]
-    cfg = load_config(args[0], args[1:])
-    backend = OpenAIBackend("served", base_url=proxy.url, api_key_env=KEY_ENV, timeout=TIMEOUT_S, backoff=0.01)
-    client = LLMClient(backend, cache_path=run / "llm_cache.sqlite", guided=cfg.teacher.llm.guided)
+    cfg, client = _setup(run, proxy.url)
     try:
         start_run(cfg, client=client)
     finally:
@@ -253,3 +274,33 @@ def test_off_task_replies_are_re_asked_or_dropped_with_their_reason(tmp_path: Pa
         assert all(r.get("kept", True) or r.get("drop_reason") for r in records[name]), name
     dropped = records.get("dropped_question.jsonl", []) + [i for i in records["items.jsonl"] if not i["kept"]]
     assert all(d.get("drop_reason") for d in dropped)
+
+
+def test_the_endpoint_goes_away_mid_round_and_a_resume_pays_only_for_the_calls_lost(
+    clean: tuple[Path, FaultProxy], tmp_path: Path
+) -> None:
+    base, base_proxy = clean
+    teacher = WorldTeacher()
+    proxy = FaultProxy(teacher.url, 0.0, TRANSPORT, down_after=18)  # gone half-way through round 1's calls
+    run = tmp_path / "outage"
+    cfg, client = _setup(run, proxy.url)
+    try:
+        with pytest.raises(LLMCallError, match=rf"model served at {proxy.url}/ .* failed after 6 attempts"):
+            start_run(cfg, client=client)
+        phases = json.loads((run / "manifest.json").read_text())["phases"]
+        unfinished = [k for k, v in phases.items() if v.get("status") != "done"]
+        assert len(unfinished) == 1 and unfinished[0].startswith("round_001/"), unfinished  # not taken as done
+        paid = proxy.forwarded
+        assert 18 <= paid < base_proxy.forwarded
+        back = FaultProxy(teacher.url, 0.0, TRANSPORT, port=proxy.port)  # the server is back at the same address
+        try:
+            _, client = _setup(run, back.url)
+            resume_run(run, client=client)
+        finally:
+            back.close()
+    finally:
+        proxy.close()
+        teacher.close()
+    assert back.forwarded == base_proxy.forwarded - paid  # what came back before the outage was kept
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+    assert _records(run) == _records(base)

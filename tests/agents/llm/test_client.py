@@ -17,7 +17,7 @@ import pytest
 
 from agents.llm.client import Budget, BudgetExceeded, LLMClient, Prices, Usage, cache_key
 from agents.llm.scripted import ScriptedBackend
-from agents.llm.types import ChatRequest, ChatResult, Sampling
+from agents.llm.types import ChatRequest, ChatResult, PartialBatch, Sampling
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -257,3 +257,18 @@ def test_a_guide_is_sent_and_keyed_only_when_guided_decoding_is_on(tmp_path: Pat
         client.chat([guided])
         assert (seen[0].sampling.guide is not None) is on
         assert client.key(guided) == (cache_key("scripted", "echo", guided if on else ask("q")))
+
+
+def test_a_batch_that_fails_part_way_keeps_the_calls_that_came_back(tmp_path: Path) -> None:
+    class HalfDown(CountingBackend):
+        def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+            got = super().chat(requests)
+            raise PartialBatch("the endpoint went away", [got[0], None])
+
+    client = LLMClient(HalfDown(), tmp_path / "cache.sqlite")
+    with pytest.raises(PartialBatch, match="went away"):
+        client.chat([ask("kept"), ask("lost")])
+    assert client.usage()["questioner"].calls == 1  # the one that came back, paid for once
+    again = CountingBackend()
+    results = LLMClient(again, tmp_path / "cache.sqlite").chat([ask("kept"), ask("lost")])
+    assert again.batches == [["lost"]] and [r.cached for r in results] == [True, False]
