@@ -6,6 +6,7 @@ with the one row check every data file goes through (`read_jsonl`).
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import tempfile
@@ -49,9 +50,20 @@ def write_json(path: str | os.PathLike[str], data: Mapping[str, object]) -> None
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, object | None, str | None]]:
-    """(line number, parsed value or None, problem or None) for every non-blank line."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    """(line number, parsed value or None, problem or None) for every non-blank line.
+
+    UTF-8, with or without a byte-order mark; LF or CRLF line ends. A line that is not UTF-8 is a problem of
+    that line, not an error of the whole file.
+    """
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]  # written by some Windows editors
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield lineno, None, f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of the line)"
+                continue
             if not line.strip():
                 continue
             try:

@@ -69,6 +69,7 @@ def _reported() -> Iterator[None]:
     things outside the code (a chat server, a trainer or inference child, a data file, a model) as their message
     alone, anything else as its traceback."""
     from agents.llm.backends import LLMCallError
+    from agents.tasks.datasets import DataError
     from core.jsonl import DataFileError
     from core.models import ModelConversionError, ModelNotFoundError
     from core.secrets import redact
@@ -77,7 +78,7 @@ def _reported() -> Iterator[None]:
 
     try:
         yield
-    except (LLMCallError, SFTError, DataFileError, ModelNotFoundError, ModelConversionError) as err:
+    except (LLMCallError, SFTError, DataFileError, DataError, ModelNotFoundError, ModelConversionError) as err:
         typer.secho(redact(f"{type(err).__name__}: {err}"), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except (typer.Exit, KeyboardInterrupt, FileExistsError, ConfigError, ManifestError):

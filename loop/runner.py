@@ -158,6 +158,8 @@ class Runner:
 
 def start_run(cfg: RunConfig, client: Chat | None = None, task: Task | None = None) -> tuple[Path, list[Round]]:
     """A new run directory, then its rounds."""
+    task = task or make_task(cfg)
+    task.check()  # a local data file that cannot be read fails here, before the run directory exists
     run_dir = default_run_dir(cfg)
     store = RunStore(run_dir)
     store.create(dump_config(cfg), cfg.name)

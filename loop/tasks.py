@@ -62,6 +62,9 @@ class WorldTask:
         self.cfg = cfg
         self.points = cfg.task.points or points_for()
 
+    def check(self) -> None:
+        """Nothing to read: the world makes its data."""
+
     def make_data(self) -> Data:
         """The seed (skewed by `task.seed_overrides`) and the test set, disjoint by construction."""
         t, seed_value = self.cfg.task, self.cfg.seed
@@ -171,8 +174,14 @@ class DatasetTask:
         self.described: list[Record] | None = None  # the LLM Examiner's test points (taxonomy 'llm'), once known
         self.wants_llm_taxonomy = self.ds.taxonomy == "llm"
 
-    def make_data(self) -> Data:
-        """Seed and probe from the train split, test from the test split (a fixed sample with test_count)."""
+    def check(self) -> None:
+        """Read the local data files now, so that a bad one fails before a run directory is made; the rows are
+        kept for `make_data`. Hub datasets are read when the data phase runs."""
+        sources = [self.ds.source, self.ds.test_source or self.ds.source]
+        if all(Path(source).suffix.lower() in FORMATS for source in sources):
+            self._rows = self._load_rows()
+
+    def _load_rows(self) -> tuple[list[Record], list[Record]]:
         ds = self.ds
         options = {
             "config": ds.config,
@@ -184,7 +193,12 @@ class DatasetTask:
         test_source = ds.test_source or ds.source
         if ds.test_source is not None and Path(ds.test_source).suffix.lower() in FORMATS:
             options["revision"] = None  # a local test file beside a hub train split has no revision
-        test_rows = load_rows(test_source, ds.test_split, ds.fields, **options)
+        return train_rows, load_rows(test_source, ds.test_split, ds.fields, **options)
+
+    def make_data(self) -> Data:
+        """Seed and probe from the train split, test from the test split (a fixed sample with test_count)."""
+        ds = self.ds
+        train_rows, test_rows = getattr(self, "_rows", None) or self._load_rows()
         if ds.test_count is not None and ds.test_count < len(test_rows):
             keep = sorted(random.Random(f"{self.cfg.seed}:test").sample(range(len(test_rows)), ds.test_count))
             test_rows = [test_rows[i] for i in keep]

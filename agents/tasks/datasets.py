@@ -20,6 +20,7 @@ import jinja2
 
 from agents.llm.prompts import render
 from agents.tasks.math import extract_answer, numbers_equal
+from core.jsonl import iter_jsonl
 from core.text import question_key
 
 if TYPE_CHECKING:
@@ -84,14 +85,32 @@ def load_rows(
     if missing:
         wanted = ", ".join(f"{c!r} (for {f})" for f, c in missing)
         raise DataError(f"{where}: no column {wanted}; its columns are {', '.join(dataset.column_names)}")
-    columns = (dataset if template else dataset.select_columns(sorted(set(fields.values())))).to_list()
+    try:
+        columns = (dataset if template else dataset.select_columns(sorted(set(fields.values())))).to_list()
+    except UnicodeDecodeError as err:  # pyarrow takes bytes that are not UTF-8 and fails only when reading them
+        raise DataError(f"{_first_bad_utf8(source) or where}: not valid UTF-8 ({err.reason})") from None
     rows: list[Record] = []
     for i, row in enumerate(columns):
+        # A row without a mapped column comes back as None (JSON lines need not share their keys).
+        absent = [c for c in fields.values() if row.get(c) is None]
+        if absent:
+            raise DataError(f"{where} row {name}-{split_name}-{i}: no value for {', '.join(repr(c) for c in absent)}")
         record: Record = {"id": f"{name}-{split_name}-{i}", **{f: row[c] for f, c in fields.items()}}
         if template is not None:
             record["instruction"] = _render_row(template, row, where, i, dataset.column_names)
+        if not str(record["instruction"]).strip():
+            raise DataError(f"{where} row {name}-{split_name}-{i}: the instruction is empty")
         rows.append(record)
     return rows
+
+
+def _first_bad_utf8(source: str) -> str | None:
+    """`file:line` of the first line of a local JSON-lines file that is not UTF-8, else None."""
+    if Path(source).suffix.lower() not in (".jsonl", ".json") or not Path(source).is_file():
+        return None
+    bad = (n for n, _, problem in iter_jsonl(source) if problem and problem.startswith("not valid UTF-8"))
+    line = next(bad, None)
+    return f"{source}:{line}" if line is not None else None
 
 
 def _compile(text: str) -> jinja2.Template:

@@ -1,0 +1,176 @@
+"""Bad input, swept: every config field given a wrong type and, where it has bounds, a value out of range
+(generated from the schema, not listed by hand), and data files with the faults users' files have. Each gets
+an error naming what was wrong and where, before any run directory exists, or is read as meant."""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from pathlib import Path
+
+import annotated_types
+import pytest
+from pydantic import BaseModel
+
+from agents.tasks.datasets import DataError, load_rows
+from core.jsonl import DataFileError, read_jsonl
+from loop.config import ConfigError, RunConfig, load_config
+from loop.runner import start_run
+
+WRONG_TYPE = object()
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The config section an annotation holds (X or X | None), else None (a list of sections is a leaf: its
+    items cannot be set one field at a time; `tests/loop/test_config.py` covers `synthesis.mix`'s)."""
+    if typing.get_origin(annotation) not in (None, typing.Union, types.UnionType):
+        return None
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0]
+    return None
+
+
+def _leaves(model: type[BaseModel], prefix: str = "") -> list[tuple[str, object, list[object]]]:
+    """(dotted path, annotation, constraints) of every scalar field under `model`."""
+    out = []
+    for name, field in model.model_fields.items():
+        if field.deprecated or (field.description or "").startswith("deprecated"):
+            continue
+        section = _model_in(field.annotation)
+        if section is not None:
+            out += _leaves(section, f"{prefix}{name}.")
+        else:
+            out.append((f"{prefix}{name}", field.annotation, list(field.metadata)))
+    return out
+
+
+def _wrong_value(annotation: object) -> str | None:
+    """An override value (YAML) of the wrong type for `annotation`; None where every type is allowed."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds = {_wrong_value(a) for a in args if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None  # a value wrong for every member, or skip
+    if origin is typing.Literal:
+        return "no_such_choice_zz"
+    if annotation is bool:
+        return "maybe"
+    if annotation in (int, float):
+        return "not-a-number"
+    if annotation in (str, Path):
+        return "{a: 1}"
+    if origin in (list, tuple, set) or annotation in (list, tuple):
+        return "7"
+    if origin is dict or annotation is dict:
+        return "[1, 2]"
+    return None
+
+
+def _out_of_range(metadata: list[object], annotation: object) -> str | None:
+    is_int = annotation is int or int in typing.get_args(annotation)
+    step = 1 if is_int else 0.5
+    for m in metadata:
+        if isinstance(m, annotated_types.Ge):
+            return str(m.ge - step)
+        if isinstance(m, annotated_types.Gt):
+            return str(m.gt)
+        if isinstance(m, annotated_types.Le):
+            return str(m.le + step)
+        if isinstance(m, annotated_types.Lt):
+            return str(m.lt)
+    return None
+
+
+CASES = []
+for _path, _annotation, _metadata in _leaves(RunConfig):
+    # A field of several types (a plugin given by name or by its options) gets a name that names nothing.
+    value = _wrong_value(_annotation) or "no_such_plugin_zz"
+    CASES.append(pytest.param(_path, value, id=f"{_path}=type"))
+    if (value := _out_of_range(_metadata, _annotation)) is not None:
+        CASES.append(pytest.param(_path, value, id=f"{_path}=range"))
+
+
+def test_the_sweep_covers_the_schema() -> None:
+    leaves = _leaves(RunConfig)
+    assert len(leaves) > 80 and len(CASES) > 100, (len(leaves), len(CASES))
+
+
+@pytest.mark.parametrize(("path", "value"), CASES)
+def test_every_field_refuses_a_wrong_value_naming_it(path: str, value: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"{path}={value}"] + ([f"run_dir={run_dir}"] if path != "run_dir" else []))
+    assert path in str(err.value), str(err.value)
+    assert not run_dir.exists()  # refused before any work
+
+
+BAD_ROWS = {
+    "missing field": ('{"instruction": "a", "output": "b"}\n{"instruction": "c"}\n', ":2: missing field(s) output"),
+    "empty field": (
+        '{"instruction": "a", "output": "b"}\n{"instruction": "  ", "output": "d"}\n',
+        ":2: empty field(s) instruction",
+    ),
+    "not JSON": ('{"instruction": "a", "output": "b"}\n{"instruction": "c", \n', ":2: not valid JSON"),
+    "not an object": ('{"instruction": "a", "output": "b"}\n["c", "d"]\n', ":2: expected a JSON object, got list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+def test_a_bad_row_is_named_by_file_and_line_or_skipped_and_counted(case: str, tmp_path: Path) -> None:
+    text, message = BAD_ROWS[case]
+    path = tmp_path / "data.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataFileError, match=f"{path}{message}".replace("(", r"\(").replace(")", r"\)")):
+        read_jsonl(path, required=("instruction", "output"), non_empty=("instruction", "output"))
+    report = read_jsonl(path, ("instruction", "output"), ("instruction", "output"), skip_malformed=True)
+    assert [r["instruction"] for r in report.rows] == ["a"] and [n for n, _ in report.skipped] == [2]
+
+
+def test_invalid_utf8_is_named_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"instruction": "a", "output": "b"}\n{"instruction": "\xff\xfe", "output": "d"}\n')
+    with pytest.raises(DataFileError, match=rf"{path}:2: not valid UTF-8 \(byte 0xff at byte 18 of the line\)"):
+        read_jsonl(path, required=("instruction", "output"))
+
+
+def test_a_bom_crlf_line_ends_and_a_10_mb_row_are_read_as_meant(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    big = "x" * 10_000_000
+    rows = [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": big}]
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(json.dumps(r) for r in rows).encode() + b"\r\n")
+    report = read_jsonl(path, required=("instruction", "output"))
+    assert report.rows == rows and report.skipped == []
+
+
+DATASET_FAULTS = {
+    "not UTF-8": (b'{"q": "a", "a": "1"}\n{"q": "\xff", "a": "2"}\n', r"bad.jsonl:2: not valid UTF-8"),
+    "a missing column": (b'{"q": "a", "a": "1"}\n{"q": "b"}\n', r"bad.jsonl row bad-train-1: no value for 'a'"),
+    "an empty instruction": (
+        b'{"q": "a", "a": "1"}\n{"q": " ", "a": "2"}\n',
+        r"row bad-train-1: the instruction is empty",
+    ),
+    "not JSON": (b'{"q": "a", "a": "1"}\n{"q": \n', r"bad.jsonl: cannot read it as json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATASET_FAULTS))
+def test_a_bad_dataset_file_is_named_before_the_run_directory_exists(case: str, tmp_path: Path) -> None:
+    data, message = DATASET_FAULTS[case]
+    bad, good = tmp_path / "bad.jsonl", tmp_path / "good.jsonl"
+    bad.write_bytes(data)
+    good.write_text('{"q": "What is 2 + 2?", "a": "#### 4"}\n', encoding="utf-8")
+    run_dir = tmp_path / "run"
+    overrides = [f"task.dataset.source={bad}", f"task.dataset.test_source={good}", f"run_dir={run_dir}"]
+    overrides += ["task.dataset.fields={instruction: q, output: a}", "tracking.wandb_mode=disabled"]
+    cfg = load_config("configs/smollm2_gsm8k.yaml", overrides)
+    with pytest.raises(DataError, match=message):
+        start_run(cfg)
+    assert not run_dir.exists()
+
+
+def test_a_bom_and_crlf_dataset_file_reads_as_meant(tmp_path: Path) -> None:
+    path = tmp_path / "win.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"q": "a", "a": "1"}\r\n{"q": "b", "a": "2"}\r\n')
+    rows = load_rows(str(path), None, {"instruction": "q", "output": "a"})
+    assert [(r["instruction"], r["output"]) for r in rows] == [("a", "1"), ("b", "2")]
