@@ -18,7 +18,11 @@ from pathlib import Path
 
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it replaces `target` in one rename."""
+    """Yield a temporary path beside `target`; on success it replaces `target` in one rename.
+
+    On failure `target` is as it was (an old version or absent), never half-written; an OSError that names no
+    file (a write on a full disk) is raised again naming `target`.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -29,6 +33,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(target)) from err
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -83,6 +84,13 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(1) from None
     except (typer.Exit, KeyboardInterrupt, FileExistsError, ConfigError, ManifestError):
         raise  # said by the command itself
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            sys.stderr.write(redact(traceback.format_exc()))
+            raise typer.Exit(1) from None
+        where = f" writing {err.filename}" if err.filename else ""
+        typer.secho(f"no space left on the device{where} ({err.strerror}); free space, then resume", fg="red", err=True)
+        raise typer.Exit(1) from None
     except Exception:
         sys.stderr.write(redact(traceback.format_exc()))
         raise typer.Exit(1) from None

@@ -83,8 +83,10 @@ class Runner:
                 if isinstance(self._client, LLMClient):
                     self._client.close()
         if self.tracker.mode == "offline":
-            console.print(f"W&B run written offline; upload with: wandb sync {self.root}/wandb/offline-run-*")
-        console.print(f"per-round table: gaploop status {self.root}")
+            console.print(
+                f"W&B run written offline; upload with: wandb sync {self.root}/wandb/offline-run-*", soft_wrap=True
+            )
+        console.print(f"per-round table: gaploop status {self.root}", soft_wrap=True)
         return rounds
 
     def _rounds(self) -> list[Round]:
@@ -163,7 +165,9 @@ def start_run(cfg: RunConfig, client: Chat | None = None, task: Task | None = No
     run_dir = default_run_dir(cfg)
     store = RunStore(run_dir)
     store.create(dump_config(cfg), cfg.name)
-    console.print(f"[bold]gaploop run[/] {cfg.name} -> {run_dir}  (resume with: gaploop resume {run_dir})")
+    console.print(
+        f"[bold]gaploop run[/] {cfg.name} -> {run_dir}  (resume with: gaploop resume {run_dir})", soft_wrap=True
+    )
     with _say_how_to_resume(run_dir):
         return run_dir, Runner(cfg, store, client=client, task=task).execute()
 
@@ -175,7 +179,7 @@ def resume_run(run_dir: str | Path, client: Chat | None = None) -> list[Round]:
     cfg_path = Path(run_dir) / "config.yaml"
     cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     done = [k for k, v in store.manifest["phases"].items() if v.get("status") == "done"]  # type: ignore[union-attr]
-    console.print(f"[bold]gaploop resume[/] {run_dir}: {len(done)} phases already done")
+    console.print(f"[bold]gaploop resume[/] {run_dir}: {len(done)} phases already done", soft_wrap=True)
     with _say_how_to_resume(run_dir):
         return Runner(cfg, store, client=client).execute()
 
@@ -189,12 +193,14 @@ def _say_how_to_resume(run_dir: str | Path) -> Iterator[None]:
         why = f"by {err.args[0]}" if isinstance(err, Stopped) else "by Ctrl-C"
         console.print(
             f"[yellow]stopped {why}[/]; its child processes were stopped and the unfinished phase is kept for "
-            f"`gaploop resume {run_dir}`"
+            f"`gaploop resume {run_dir}`",
+            soft_wrap=True,  # a command to copy: never broken over lines
         )
         raise
     except Exception:
         console.print(
             f"[red]the run stopped on an error[/] (below); the phases done and the unfinished one are kept: fix the "
-            f"cause, then `gaploop resume {run_dir}`"
+            f"cause, then `gaploop resume {run_dir}`",
+            soft_wrap=True,
         )
         raise
