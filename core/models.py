@@ -48,6 +48,45 @@ class ModelNotFoundError(ValueError):
     """A model name that looks like a GGUF source whose file is missing or is not GGUF; the message says the fix."""
 
 
+class ModelFolderError(ValueError):
+    """A local model folder that cannot be loaded (no or a broken config.json, no tokenizer); the message names it."""
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_model(name: str | os.PathLike[str], role: str = "student.model") -> None:
+    """Fail now, before any work, when `name` (config field `role`) is a local model folder that cannot load.
+
+    An alias or a GGUF file is converted first (once, cached). A name written as a path (starting with /, ./,
+    ../ or ~) must exist; any other name that is not a folder here is taken for a hub name and left to the
+    loader. Only the config and the tokenizer's files are read, not the weights.
+    """
+    text = str(name)
+    path = Path(resolve_model(text)).expanduser()
+    if not path.exists():
+        if text.startswith(("/", "./", "../", "~")):
+            raise ModelFolderError(f"{role} {text}: no such folder")
+        return  # a hub name
+    if not path.is_dir():
+        raise ModelFolderError(f"{role} {text}: a file, not an HF model folder (nor a GGUF file)")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelFolderError(f"{role} {path}: no config.json, so not an HF model folder")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(path)
+    except (ValueError, OSError, KeyError) as err:
+        raise ModelFolderError(f"{role} {config}: cannot be read as a model config ({err})") from None
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelFolderError(
+            f"{role} {path}: no tokenizer ({', '.join(TOKENIZER_FILES)} are all missing); save the model's tokenizer "
+            "beside it (tokenizer.save_pretrained)"
+        )
+
+
 class ModelConversionError(RuntimeError):
     """Converting a GGUF file into an HF folder failed; the message names the file and the target."""
 

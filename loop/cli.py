@@ -72,14 +72,22 @@ def _reported() -> Iterator[None]:
     from agents.llm.backends import LLMCallError
     from agents.tasks.datasets import DataError
     from core.jsonl import DataFileError
-    from core.models import ModelConversionError, ModelNotFoundError
+    from core.models import ModelConversionError, ModelFolderError, ModelNotFoundError
     from core.secrets import redact
     from loop.store import ManifestError
     from trainers.sft import SFTError
 
     try:
         yield
-    except (LLMCallError, SFTError, DataFileError, DataError, ModelNotFoundError, ModelConversionError) as err:
+    except (
+        LLMCallError,
+        SFTError,
+        DataFileError,
+        DataError,
+        ModelNotFoundError,
+        ModelFolderError,
+        ModelConversionError,
+    ) as err:
         typer.secho(redact(f"{type(err).__name__}: {err}"), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except (typer.Exit, KeyboardInterrupt, FileExistsError, ConfigError, ManifestError):

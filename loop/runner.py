@@ -20,6 +20,7 @@ import yaml
 from agents.llm.client import BudgetExceeded, LLMClient
 from agents.llm.parsing import Chat
 from core.children import Stopped
+from core.models import check_model
 from loop import files as F
 from loop.config import RunConfig, config_from_dict, dump_config
 from loop.console import console
@@ -162,6 +163,7 @@ def start_run(cfg: RunConfig, client: Chat | None = None, task: Task | None = No
     """A new run directory, then its rounds."""
     task = task or make_task(cfg)
     task.check()  # a local data file that cannot be read fails here, before the run directory exists
+    check_models(cfg)
     run_dir = default_run_dir(cfg)
     store = RunStore(run_dir)
     store.create(dump_config(cfg), cfg.name)
@@ -182,6 +184,17 @@ def resume_run(run_dir: str | Path, client: Chat | None = None) -> list[Round]:
     console.print(f"[bold]gaploop resume[/] {run_dir}: {len(done)} phases already done", soft_wrap=True)
     with _say_how_to_resume(run_dir):
         return Runner(cfg, store, client=client).execute()
+
+
+def check_models(cfg: RunConfig) -> None:
+    """The run's local model folders can load (config and tokenizer; not the weights): checked before any work."""
+    if cfg.student.model != "tiny":
+        check_model(cfg.student.model, "student.model")
+    if cfg.ifd.model is not None:
+        check_model(cfg.ifd.model, "ifd.model")
+    llm = cfg.teacher.llm
+    if cfg.teacher.kind == "llm" and llm.backend != "openai":
+        check_model(llm.model, "teacher.llm.model")
 
 
 @contextmanager

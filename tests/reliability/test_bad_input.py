@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from agents.tasks.datasets import DataError, load_rows
 from core.jsonl import DataFileError, read_jsonl
+from core.models import ModelFolderError, check_model
 from loop.config import ConfigError, RunConfig, load_config
 from loop.runner import start_run
 
@@ -174,3 +175,50 @@ def test_a_bom_and_crlf_dataset_file_reads_as_meant(tmp_path: Path) -> None:
     path.write_bytes(b'\xef\xbb\xbf{"q": "a", "a": "1"}\r\n{"q": "b", "a": "2"}\r\n')
     rows = load_rows(str(path), None, {"instruction": "q", "output": "a"})
     assert [(r["instruction"], r["output"]) for r in rows] == [("a", "1"), ("b", "2")]
+
+
+def _model_folder(root: Path, fault: str) -> Path:
+    """A folder that looks like a small Llama model, with one fault."""
+    from transformers import LlamaConfig
+
+    folder = root / f"model_{fault.replace(' ', '_')}"
+    folder.mkdir()
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    config.save_pretrained(folder)
+    (folder / "tokenizer.json").write_text("{}")
+    if fault == "no config":
+        (folder / "config.json").unlink()
+    elif fault == "config not JSON":
+        (folder / "config.json").write_text('{"model_type": "llama", ')
+    elif fault == "unknown model type":
+        (folder / "config.json").write_text('{"model_type": "no_such_architecture_zz"}')
+    elif fault == "no tokenizer":
+        (folder / "tokenizer.json").unlink()
+    return folder
+
+
+MODEL_FAULTS = {
+    "no config": "no config.json, so not an HF model folder",
+    "config not JSON": "config.json: cannot be read as a model config",
+    "unknown model type": "config.json: cannot be read as a model config",
+    "no tokenizer": "no tokenizer",
+}
+
+
+@pytest.mark.parametrize("fault", sorted(MODEL_FAULTS))
+def test_a_broken_model_folder_is_named_before_the_run_directory_exists(fault: str, tmp_path: Path) -> None:
+    folder, run_dir = _model_folder(tmp_path, fault), tmp_path / "run"
+    for field in ("student.model", "ifd.model"):
+        cfg = load_config(None, [f"{field}={folder}", f"run_dir={run_dir}", "tracking.wandb_mode=disabled"])
+        with pytest.raises(ModelFolderError, match=f"^{field} .*{MODEL_FAULTS[fault]}"):
+            start_run(cfg)
+        assert not run_dir.exists()
+
+
+def test_a_model_path_that_does_not_exist_is_named_and_a_hub_name_is_left_to_the_loader(tmp_path: Path) -> None:
+    with pytest.raises(ModelFolderError, match=f"^student.model {tmp_path}/nowhere: no such folder"):
+        check_model(str(tmp_path / "nowhere"))
+    check_model("HuggingFaceTB/SmolLM2-135M-Instruct")  # not here: a hub name, fetched (or not) when loaded
+    check_model(_model_folder(tmp_path, "none"))  # a whole folder passes
