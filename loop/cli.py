@@ -164,6 +164,28 @@ def status(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
 
 
 @app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    out: Annotated[Path, typer.Option("--out", help="the folder to write (must not exist, or be empty)")],
+    format: Annotated[str, typer.Option("--format", help="hf (save_to_disk), parquet or jsonl")] = "hf",
+    kept_only: Annotated[bool, typer.Option("--kept-only", help="only the synthetic items that were kept")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace what --out holds")] = False,
+) -> None:
+    """The run's data as a dataset: the seed and every synthetic item with its provenance, and a dataset card."""
+    from loop.export import ExportError
+    from loop.export import export as export_run
+    from loop.store import ManifestError
+
+    try:
+        counts = export_run(run_dir, out, format, kept_only, overwrite)  # type: ignore[arg-type]
+    except (ExportError, ManifestError) as err:
+        typer.secho(str(err), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    sizes = ", ".join(f"{name} {n}" for name, n in counts.items())
+    typer.echo(f"wrote {out} ({format}: {sizes}; card {out / 'README.md'})")
+
+
+@app.command()
 def demo(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
     """Student-side demo on the embedded default: build a tiny student, train it with DeepSpeed,
     evaluate on held-out items, score IFD, log to W&B (offline without an API key)."""

@@ -1,0 +1,91 @@
+"""`gaploop export`: a run's seed and synthetic items as a dataset, read back with `datasets` itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+
+from loop.config import load_config
+from loop.export import ExportError, export, normalise
+from loop.runner import start_run
+from tests.helpers import rows
+from tests.loop.test_plugins import TINY
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    start_run(load_config(None, [*TINY, "rounds.max_rounds=1", f"run_dir={run_dir}"]))
+    return run_dir
+
+
+def _plain(records: list[dict]) -> list[dict]:
+    return json.loads(json.dumps(records))
+
+
+def test_every_format_reads_back_as_the_runs_records(run: Path, tmp_path: Path) -> None:
+    seed, synthetic = rows(run / "round_000" / "items.jsonl"), rows(run / "round_001" / "items.jsonl")
+    want, _ = normalise({"seed": seed, "synthetic": synthetic})
+    assert export(run, tmp_path / "hf") == {"seed": len(seed), "synthetic": len(synthetic)}
+    got = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert {k: _plain(v.to_list()) for k, v in got.items()} == want
+    export(run, tmp_path / "pq", "parquet")
+    files = {s: str(tmp_path / "pq" / f"{s}.parquet") for s in ("seed", "synthetic")}
+    assert {k: v.to_list() for k, v in datasets.load_dataset("parquet", data_files=files).items()} == want
+    # The card's `configs` let `load_dataset(DIR)` find the splits, as on the hub.
+    assert {k: v.to_list() for k, v in datasets.load_dataset(str(tmp_path / "pq")).items()} == want
+    export(run, tmp_path / "jl", "jsonl")
+    assert {s: rows(tmp_path / "jl" / f"{s}.jsonl") for s in ("seed", "synthetic")} == want
+    card = (tmp_path / "pq" / "README.md").read_text()
+    assert "plan `weakness`, writer `generator`" in card and "selectors [decontaminate, dedup, ifd]" in card
+    assert f"`seed`: {len(seed)} items" in card and "| 1 | 8 |" in card
+
+
+def test_kept_only_and_a_round_cut_short_are_said(run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    # Records name their files by absolute path: point them at the copy, and let round 1's items be unfinished.
+    text = json.dumps(manifest).replace(str(run), str(copy))
+    manifest = json.loads(text)
+    for entry in manifest["phases"].values():
+        if str(copy / "round_001" / "items.jsonl") in entry.get("outputs", []):
+            entry["status"] = "running"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    counts = export(copy, tmp_path / "out", "jsonl")
+    assert counts["synthetic"] == 0
+    assert "round 1: its items are not recorded as done" in (tmp_path / "out" / "README.md").read_text()
+    kept = export(run, tmp_path / "kept", "jsonl", kept_only=True)
+    assert kept["synthetic"] == sum(1 for r in rows(run / "round_001" / "items.jsonl") if r["kept"])
+    with pytest.raises(ExportError, match="exists and is not empty; choose another --out or pass --overwrite"):
+        export(run, tmp_path / "kept", "jsonl")
+    assert export(run, tmp_path / "kept", "jsonl", overwrite=True)["synthetic"] >= kept["synthetic"]
+    with pytest.raises(ExportError, match="not a run directory"):
+        export(tmp_path, tmp_path / "x")
+
+
+def test_mixed_and_nested_columns_become_json_text() -> None:
+    splits, as_json = normalise(
+        {
+            "seed": [{"id": "a", "answer": 3, "realign": None}],
+            "synthetic": [{"id": "b", "answer": "x", "realign": {"tag": "original"}}],
+        }
+    )
+    assert as_json == ["answer", "realign"]
+    assert splits["synthetic"] == [{"id": "b", "answer": '"x"', "realign": '{"tag": "original"}'}]
+    assert splits["seed"] == [{"id": "a", "answer": "3", "realign": None}]
+
+
+def test_the_command_says_what_it_wrote(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "loop.cli", "export", str(run), "--out", str(out), "--format", "jsonl"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and f"wrote {out} (jsonl: seed " in done.stdout, done.stderr
+    bad = subprocess.run([*cmd[:-1], "csv"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--format 'csv': one of hf, parquet, jsonl" in bad.stderr
