@@ -88,7 +88,8 @@ def _reported() -> Iterator[None]:
         ModelFolderError,
         ModelConversionError,
     ) as err:
-        typer.secho(redact(f"{type(err).__name__}: {err}"), fg=typer.colors.RED, err=True)
+        kind = "LLMCallError" if isinstance(err, LLMCallError) else type(err).__name__  # PartialBatch is one
+        typer.secho(redact(f"{kind}: {err}"), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except (typer.Exit, KeyboardInterrupt, FileExistsError, ConfigError, ManifestError):
         raise  # said by the command itself

@@ -109,7 +109,16 @@ class Runner:
                 break
         self.store.set_field("status", "finished")
         if rounds:
-            self._tracker().summary(rounds[-1].metrics)
+            last = rounds[-1]
+            self._tracker().summary(last.metrics)
+            # The student the run ends with, by reference: checksums of its folder, nothing copied.
+            self._tracker().log_artifact(
+                f"{self.root.name}-student",
+                "model",
+                reference=self.files.at(last.index, F.MODEL),
+                aliases=["final", f"round-{last.index}"],
+                metadata={"round": last.index, "test/accuracy": last.metrics.get("test/accuracy")},
+            )
         return rounds
 
     def run_round(self, r: int) -> Round:

@@ -369,6 +369,14 @@ class Stages:
                     tracker.log_table("synth/drop_reasons", why, round=r)
             if ifds:
                 tracker.log_histogram("ifd/hist", ifds, round=r)
+            kept = [i for i in items if i.get("kept", True)]  # the seed (round 0), then each round's additions
+            tracker.log_artifact(
+                f"{self.files.root.name}-items",
+                "dataset",
+                rows=kept,
+                aliases=[f"round-{r}"],
+                metadata={"round": r, "kept": len(kept), "written": len(items)},
+            )
 
         times = {k: float(v.get("stats", {}).get("seconds", 0.0)) for k, v in phases.items()}
         drops = Counter(drop_plugin(i) for i in synthetic if not i.get("kept"))

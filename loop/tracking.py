@@ -11,6 +11,7 @@ import json
 import os
 import re
 import struct
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,7 +79,7 @@ class Tracker:
                 resume="allow" if run_id else None,
                 dir=str(self.run_dir),
                 mode=self.mode,
-                config=redact(config),
+                config={**redact(config), "code": code_version()},
                 tags=list(tags),
                 reinit="finish_previous",
             )
@@ -161,6 +162,31 @@ class Tracker:
             payload["round"] = round
         self.wandb_run.log(payload)
 
+    def log_artifact(
+        self,
+        name: str,
+        kind: str,
+        *,
+        rows: Sequence[dict[str, object]] | None = None,
+        reference: str | os.PathLike[str] | None = None,
+        aliases: Sequence[str] = (),
+        metadata: dict[str, object] | None = None,
+    ) -> None:
+        """A W&B artifact (offline runs keep it too): `rows` as its `items.jsonl`, or a folder by reference
+        (checksums recorded, nothing copied: a model folder can be large)."""
+        if self.wandb_run is None:
+            return
+        import wandb
+
+        artifact = wandb.Artifact(_artifact_name(name), type=kind, metadata=metadata or {})
+        if rows is not None:
+            with artifact.new_file("items.jsonl", mode="w", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        if reference is not None:
+            artifact.add_reference(Path(reference).resolve().as_uri(), name=Path(reference).name)
+        self.wandb_run.log_artifact(artifact, aliases=list(aliases))
+
     def summary(self, values: dict[str, object]) -> None:
         """Set W&B summary values (final numbers of the run)."""
         if self.wandb_run is not None:
@@ -181,6 +207,34 @@ class Tracker:
             files = sorted(run_dir.glob("run-*.wandb"))
             while files and not read_wandb_file(files[0])["finished"] and time.monotonic() < deadline:
                 time.sleep(0.2)
+
+
+def _artifact_name(name: str) -> str:
+    """W&B artifact names take letters, digits, '-', '_' and '.' only."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "artifact"
+
+
+def code_version() -> dict[str, object]:
+    """The code that ran: gaploop's version and, in a git checkout, its commit and whether it had changes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        info: dict[str, object] = {"version": version("gaploop")}
+    except PackageNotFoundError:
+        info = {"version": None}
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {**info, "commit": None}
+    if commit.returncode != 0:
+        return {**info, "commit": None}
+    return {**info, "commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def _cell(value: object) -> object:
@@ -204,6 +258,7 @@ def read_wandb_file(path: str | os.PathLike[str]) -> dict[str, object]:
     pos, buf = _HEADER, b""
     config: dict[str, object] = {}
     history: list[dict[str, object]] = []
+    artifacts: list[dict[str, object]] = []
     finished = False
     while pos + _HEADER <= len(data):
         left = _BLOCK - pos % _BLOCK
@@ -229,9 +284,22 @@ def read_wandb_file(path: str | os.PathLike[str]) -> dict[str, object]:
                     config[item.key] = json.loads(item.value_json)
             elif which == "exit":
                 finished = True
+            elif which == "artifact":
+                a = rec.artifact
+                entries = list(a.manifest.contents)
+                artifacts.append(
+                    {
+                        "name": a.name,
+                        "type": a.type,
+                        "aliases": list(a.aliases),
+                        "metadata": json.loads(a.metadata) if a.metadata else {},
+                        "files": [e.path for e in entries],
+                        "references": [e.ref for e in entries if e.ref],
+                    }
+                )
             elif which == "history":
                 history.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
-    return {"config": config, "history": history, "finished": finished}
+    return {"config": config, "history": history, "artifacts": artifacts, "finished": finished}
 
 
 def find_wandb_files(run_dir: str | os.PathLike[str]) -> list[Path]:

@@ -35,6 +35,11 @@ def test_offline_run_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     tracker.log({"test/accuracy": 0.25, "test/accuracy/addition": 0.5}, round=0)
     tracker.log({"test/accuracy": 0.75}, round=1)
     tracker.log_table("synth/items", [{"id": "a", "ifd": 0.5}], round=1)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    tracker.log_artifact("t items", "dataset", rows=[{"id": "a"}], aliases=["round-1"], metadata={"kept": 1})
+    tracker.log_artifact("t-student", "model", reference=model, aliases=["final"])
     tracker.finish()
 
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -50,6 +55,13 @@ def test_offline_run_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert "0.003" in flat
     assert "sk-secret" not in flat
     assert run["finished"]
+    assert run["config"]["code"]["version"] == "0.1.0"  # and the commit, where the code is a git checkout
+    by_name = {a["name"]: a for a in run["artifacts"]}  # W&B stores tables as artifacts too
+    items, student = by_name["t-items"], by_name["t-student"]
+    assert (items["type"], items["aliases"], items["files"]) == ("dataset", ["round-1", "latest"], ["items.jsonl"])
+    assert items["metadata"] == {"kept": 1}
+    assert (student["type"], student["aliases"]) == ("model", ["final", "latest"])
+    assert student["references"] == [model.resolve().as_uri() + "/config.json"]
 
     # A resumed tracker keeps earlier rows in metrics.jsonl.
     again = Tracker(tmp_path, config, mode="disabled")

@@ -14,6 +14,7 @@ from agents.llm.backends import LLMCallError, OpenAIBackend
 from agents.llm.prompts import PromptError, _environment, render, template_names
 from agents.llm.types import ChatRequest, Sampling
 from core import secrets
+from loop.tracking import find_wandb_files, read_wandb_file
 from tests.agents.llm.test_openai_backend import KEY_ENV, FakeOpenAI, error
 from tests.helpers import start
 from tests.loop.test_llm_loop import LLM_SMALL
@@ -54,6 +55,12 @@ def test_a_planted_key_appears_in_no_file_of_a_run_nor_in_its_output(
     assert fake.auth and all(a == f"Bearer {PLANTED}" for a in fake.auth)  # the key was really sent
     assert (run / "llm_cache.sqlite").exists() and list(run.rglob("*.wandb")), "the cache and W&B files exist"
     assert _files_holding(tmp_path, PLANTED.encode()) == []  # run dir, W&B, cache, the captured output
+    # W&B (offline, two sessions): each round's kept items as a dataset artifact, the final student as a model.
+    artifacts = [a for f in find_wandb_files(run) for a in read_wandb_file(f)["artifacts"]]
+    items = {alias for a in artifacts if a["name"] == "run-items" for alias in a["aliases"]}
+    assert {"round-0", "round-1"} <= items, artifacts
+    [student] = [a for a in artifacts if a["name"] == "run-student"]
+    assert student["type"] == "model" and "final" in student["aliases"] and student["references"]
 
 
 def test_redact_masks_registered_values_and_the_well_known_variables(monkeypatch: pytest.MonkeyPatch) -> None:
