@@ -165,6 +165,19 @@ def status(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
 
 
 @app.command()
+def runs(root: Annotated[Path, typer.Argument(help="a folder of run directories")] = Path("runs")) -> None:
+    """The runs under a folder: running, finished or stopped in which phase, rounds, accuracy, strategy."""
+    from rich.console import Console
+
+    from loop.report import runs_table
+
+    if not root.is_dir():
+        typer.secho(f"{root}: no such folder (runs go to runs/ unless run_dir= says otherwise)", fg="red", err=True)
+        raise typer.Exit(2)
+    Console().print(runs_table(root))
+
+
+@app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
     out: Annotated[Path, typer.Option("--out", help="the folder to write (must not exist, or be empty)")],

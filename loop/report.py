@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from rich.table import Table
 
 from loop.console import console
@@ -110,4 +111,61 @@ def status_table(run_dir: Path) -> Table:
         table.caption = f"running, or interrupted, in: {', '.join(running)} (gaploop resume {run_dir})"
     elif manifest.get("stop_reason"):
         table.caption = f"stopped: {manifest['stop_reason']}"
+    return table
+
+
+def run_state(run_dir: Path) -> str:
+    """finished (and why it stopped early, if it did), running (in which phase), or stopped in a phase."""
+    from loop.store import _alive
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    phases = manifest.get("phases", {})
+    unfinished = [k for k, v in phases.items() if v.get("status") != "done"]
+    if manifest.get("status") == "finished":
+        why = manifest.get("stop_reason")
+        return f"finished ({why})" if why else "finished"
+    lock = run_dir / ".lock"
+    holder = lock.read_text().strip() if lock.exists() else ""
+    if unfinished:
+        r, _, phase = unfinished[-1].partition("/")
+        where = f"round {int(r.split('_')[1])} {phase}"
+    else:
+        where = "between phases" if phases else "before round 0"
+    if holder.isdigit() and _alive(int(holder)):
+        return f"running: {where}"
+    return f"stopped: {where}"
+
+
+def runs_table(root: Path) -> Table:
+    """One row per run directory under `root`: state, rounds, best and last test accuracy, strategy, when made."""
+    import datetime
+
+    table = Table(title=f"runs in {root}", title_justify="left")
+    for col in ("run", "state", "rounds", "best test acc", "last test acc", "plan x writer", "created"):
+        table.add_column(col, justify="right" if "acc" in col or col == "rounds" else "left")
+    found = sorted((p.parent for p in root.glob("*/manifest.json")), key=lambda d: d.stat().st_mtime)
+    for run_dir in found:
+        try:
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+            cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+        except (OSError, ValueError) as err:
+            table.add_row(run_dir.name, f"unreadable: {err}", "", "", "", "", "")
+            continue
+        accs = []
+        for summary in sorted(run_dir.glob("round_*/summary.json")):
+            accs.append(float(json.loads(summary.read_text())["metrics"].get("test/accuracy", 0.0)))
+        syn = (cfg or {}).get("synthesis", {})
+        name = lambda spec: spec.get("name") if isinstance(spec, dict) else spec  # noqa: E731
+        strategy = f"{name(syn.get('plan'))} x {name(syn.get('writer'))}" + (" (mix)" if syn.get("mix") else "")
+        created = manifest.get("created")
+        when = datetime.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M") if created else ""
+        table.add_row(
+            run_dir.name,
+            run_state(run_dir),
+            str(len(accs)),
+            f"{max(accs):.3f}" if accs else "-",
+            f"{accs[-1]:.3f}" if accs else "-",
+            strategy,
+            when,
+        )
     return table

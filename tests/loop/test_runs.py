@@ -1,0 +1,56 @@
+"""`gaploop runs DIR`: every run directory under a folder with its state, rounds, accuracy and strategy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from loop.report import run_state, runs_table
+
+
+def _run(root: Path, name: str, manifest: dict, accuracies: list[float], lock: int | None = None) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"created": 1796400000.0, **manifest}))
+    (run / "config.yaml").write_text("synthesis:\n  plan: {name: frontier}\n  writer: magpie\n")
+    for r, acc in enumerate(accuracies):
+        (run / f"round_{r:03d}").mkdir()
+        (run / f"round_{r:03d}" / "summary.json").write_text(json.dumps({"metrics": {"test/accuracy": acc}}))
+    if lock is not None:
+        (run / ".lock").write_text(str(lock))
+    return run
+
+
+def test_each_run_says_its_state(tmp_path: Path) -> None:
+    done = {"round_000/train": {"status": "done"}, "round_001/question": {"status": "done"}}
+    finished = _run(
+        tmp_path, "a", {"status": "finished", "stop_reason": "no gain for 2 rounds", "phases": done}, [0.2, 0.5]
+    )
+    crashed = {**done, "round_001/train": {"status": "running"}}
+    stopped = _run(tmp_path, "b", {"phases": crashed}, [0.2])
+    live = _run(tmp_path, "c", {"phases": crashed}, [0.3], lock=os.getpid())
+    dead = _run(tmp_path, "d", {"phases": crashed}, [0.3], lock=2**22 + 12345)  # a pid that is not running
+    assert run_state(finished) == "finished (no gain for 2 rounds)"
+    assert run_state(stopped) == run_state(dead) == "stopped: round 1 train"
+    assert run_state(live) == "running: round 1 train"
+    console = Console(width=200, record=True)
+    console.print(runs_table(tmp_path))
+    text = console.export_text()
+    line = next(x for x in text.splitlines() if x.startswith("│ a "))
+    assert line.count("0.500") == 2 and "frontier x magpie" in line  # best and last of 0.2, 0.5
+
+
+def test_the_command_lists_runs_and_names_a_missing_folder(tmp_path: Path) -> None:
+    _run(tmp_path, "x", {"phases": {}}, [])
+    cmd = [sys.executable, "-m", "loop.cli", "runs"]
+    done = subprocess.run(
+        [*cmd, str(tmp_path)], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert done.returncode == 0 and "│ x " in done.stdout and "stopped: before round 0" in done.stdout, done.stdout
+    missing = subprocess.run([*cmd, str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
