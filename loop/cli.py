@@ -149,11 +149,19 @@ def resume(run_dir: Annotated[Path, typer.Argument(help="a run directory made by
 
 
 @app.command()
-def status(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    watch: Annotated[bool, typer.Option("--watch", help="follow a live run until it finishes or stops")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.2, help="seconds between refreshes")] = 5.0,
+) -> None:
     """Per-round table of a run directory (works while the run is going and after a crash)."""
-    from rich.console import Console
+    import time
 
-    from loop.report import status_table
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from loop.report import run_state, status_table
     from loop.store import ManifestError, RunStore
 
     try:
@@ -161,7 +169,20 @@ def status(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
     except ManifestError as err:
         typer.secho(str(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
-    Console().print(status_table(run_dir))
+    if not watch:
+        Console().print(status_table(run_dir))
+        return
+
+    def view() -> Group:
+        return Group(status_table(run_dir), Text(f"state: {run_state(run_dir)}"))
+
+    try:
+        with Live(view(), refresh_per_second=4, transient=False) as live:
+            while run_state(run_dir).startswith("running"):
+                time.sleep(interval)
+                live.update(view())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.command()

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
 
 from loop.report import run_state, runs_table
+from tests.helpers import start
+from tests.loop.test_plugins import TINY
 
 
 def _run(root: Path, name: str, manifest: dict, accuracies: list[float], lock: int | None = None) -> Path:
@@ -54,3 +58,25 @@ def test_the_command_lists_runs_and_names_a_missing_folder(tmp_path: Path) -> No
     assert done.returncode == 0 and "│ x " in done.stdout and "stopped: before round 0" in done.stdout, done.stdout
     missing = subprocess.run([*cmd, str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "no such folder" in missing.stderr
+
+
+def test_status_watch_follows_a_live_run_and_ends_when_it_stops(tmp_path: Path) -> None:
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    log.write_text("")
+    proc = start(["run", *TINY, "rounds.max_rounds=1", f"run_dir={run}"], "round_001/examine", log)
+    watch = None
+    try:
+        deadline = time.monotonic() + 300
+        while "holding in round 1 phase examine" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        assert run_state(run) == "running: round 1 examine"
+        cmd = [sys.executable, "-m", "loop.cli", "status", str(run), "--watch", "--interval", "0.2"]
+        watch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(3)
+        assert watch.poll() is None  # still following: the run is alive
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run dies; its lock is left behind, stale
+        proc.wait()
+    out, _ = watch.communicate(timeout=60)
+    assert watch.returncode == 0 and "state: stopped: round 1 examine" in out, out[-2000:]
