@@ -135,11 +135,7 @@ class FaultProxy:
         return kind
 
     def _forward(self, handler: BaseHTTPRequestHandler, data: bytes) -> None:
-        request = urllib.request.Request(
-            self.upstream + "/chat/completions", data=data, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            body = resp.read()
+        body = self._upstream_body(data)
         with self._lock:
             self.forwarded += 1
         self._send(handler, 200, body)
