@@ -263,26 +263,19 @@ class LLMClient:
                         f"(agent {req.agent})"
                     )
                 fresh[key] = res
+        spent = self._spent([(k, misses[k], fresh[k]) for k in misses], batch_seconds)
+        found.update(fresh)
         results: list[ChatResult] = []
-        spent: dict[str, Usage] = {}
-        batch_tokens = sum(res.completion_tokens for res in fresh.values())
         for key, req in zip(keys, requests, strict=True):
+            if key in fresh:
+                del fresh[key]  # the first asker pays (counted by _spent); a repeat in the same batch is a cache hit
+                results.append(replace(found[key], texts=list(found[key].texts)))
+                continue
             use = spent.setdefault(req.agent, Usage())
             use.calls += 1
             use.retries += req.attempt > 0
-            if key in fresh:
-                res = fresh.pop(key)  # the first asker pays; a repeat in the same batch is a cache hit
-                use.prompt_tokens += res.prompt_tokens
-                use.completion_tokens += res.completion_tokens
-                use.server_retries += res.server_retries
-                use.cost += self.prices.cost(res.prompt_tokens, res.completion_tokens) if self.prices else 0.0
-                share = res.completion_tokens / batch_tokens if batch_tokens else 1 / len(misses)
-                use.seconds += batch_seconds * share
-                found[key] = res
-                results.append(replace(res, texts=list(res.texts)))
-            else:
-                use.cached_calls += 1
-                results.append(replace(found[key], texts=list(found[key].texts), cached=True))
+            use.cached_calls += 1
+            results.append(replace(found[key], texts=list(found[key].texts), cached=True))
         self._record(round_, [(k, misses[k], found[k]) for k in misses], spent)
         return results
 
