@@ -171,18 +171,52 @@ def status(
         raise typer.Exit(2) from None
     if not watch:
         Console().print(status_table(run_dir))
+        Console().print(f"report: {_refresh_report(run_dir)}", soft_wrap=True)
         return
 
     def view() -> Group:
         return Group(status_table(run_dir), Text(f"state: {run_state(run_dir)}"))
 
+    seen = -1
     try:
         with Live(view(), refresh_per_second=4, transient=False) as live:
             while run_state(run_dir).startswith("running"):
                 time.sleep(interval)
                 live.update(view())
+                rounds = len(list(run_dir.glob("round_*/summary.json")))
+                if rounds != seen:  # the report follows the run round by round, not every refresh
+                    seen = rounds
+                    _refresh_report(run_dir)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    Console().print(f"report: {_refresh_report(run_dir)}", soft_wrap=True)
+
+
+def _refresh_report(run_dir: Path) -> str:
+    """The run's report.html made anew (what `status` shows, as a page), or why not yet."""
+    from loop.run_report import write_run_report
+
+    return write_run_report(run_dir)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (finished, running or stopped)")],
+    fixed_at: Annotated[
+        float, typer.Option("--fixed-at", min=0.0, max=1.0, help="a point counts as fixed at this test accuracy")
+    ] = 0.8,
+) -> None:
+    """Write RUN_DIR/report.html (self-contained: plots embedded), report/report.json and report/*.png:
+    accuracy by round and skill, a point x round heatmap, items kept and dropped by reason, IFD, teacher
+    usage, phase times, training loss, and the weakest points with their failures and the items written for them."""
+    from loop.run_report import ReportError, write_report
+
+    try:
+        page = write_report(run_dir, fixed_at)
+    except ReportError as err:
+        typer.secho(str(err), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {page} (plots and data in {run_dir / 'report'})")
 
 
 @app.command()

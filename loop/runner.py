@@ -87,7 +87,10 @@ class Runner:
             console.print(
                 f"W&B run written offline; upload with: wandb sync {self.root}/wandb/offline-run-*", soft_wrap=True
             )
-        console.print(f"per-round table: gaploop status {self.root}", soft_wrap=True)
+        from loop.run_report import write_run_report  # matplotlib loads only here, once the rounds are done
+
+        report = write_run_report(self.root)
+        console.print(f"per-round table: gaploop status {self.root}; report: {report}", soft_wrap=True)
         return rounds
 
     def _rounds(self) -> list[Round]:

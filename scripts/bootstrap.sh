@@ -5,6 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The report test opens report.html in a real headless browser: Debian's Chromium, installed once where this
+# script may (root, apt). Elsewhere that one test says it is skipped and why.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing Debian's chromium (for the report's browser test)" >&2
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } \
+        || echo "bootstrap: chromium could not be installed; the report's browser test will be skipped" >&2
+fi
+
 VENV=.venv
 STAMP="$VENV/.gaploop-bootstrap"
 want="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
