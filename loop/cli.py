@@ -239,19 +239,69 @@ def export(
     format: Annotated[str, typer.Option("--format", help="hf (save_to_disk), parquet or jsonl")] = "hf",
     kept_only: Annotated[bool, typer.Option("--kept-only", help="only the synthetic items that were kept")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace what --out holds")] = False,
+    push_to_hub: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--push-to-hub",
+            metavar="REPO",
+            help="then upload --out to this Hugging Face dataset repo (needs a token: HF_TOKEN or `hf auth login`; "
+            "--format parquet or jsonl)",
+        ),
+    ] = None,
+    private: Annotated[bool, typer.Option("--private", help="with --push-to-hub: make a new repo private")] = False,
 ) -> None:
     """The run's data as a dataset: the seed and every synthetic item with its provenance, and a dataset card."""
-    from loop.export import ExportError
+    from core.secrets import redact
+    from loop.export import ExportError, PushError, hub_token, push
     from loop.export import export as export_run
     from loop.store import ManifestError
 
     try:
+        if private and push_to_hub is None:
+            raise ExportError("--private applies to --push-to-hub REPO, which is not given")
+        token = hub_token(push_to_hub, format) if push_to_hub is not None else None  # before any work
         counts = export_run(run_dir, out, format, kept_only, overwrite)  # type: ignore[arg-type]
+        sizes = ", ".join(f"{name} {n}" for name, n in counts.items())
+        typer.echo(f"wrote {out} ({format}: {sizes}; card {out / 'README.md'})")
+        if push_to_hub is not None and token is not None:
+            typer.echo(f"pushed to {push(out, push_to_hub, token, private)}")
     except (ExportError, ManifestError) as err:
+        typer.secho(redact(str(err)), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1 if isinstance(err, PushError) else 2) from None  # 1: the hub failed, not the input
+
+
+@app.command()
+def compare(
+    paths: Annotated[list[Path], typer.Argument(help="run directories, or folders whose subfolders are runs")],
+    by: Annotated[
+        str, typer.Option("--by", help="group by strategy (plan x writer, refiners, mix; settings that differ) or seed")
+    ] = "strategy",
+    out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--out", help="also write compare.html (self-contained), compare.json and the PNG plots here"),
+    ] = None,
+    baseline: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--baseline", help="a group's label: every group's final accuracy also as a difference from it"),
+    ] = None,
+    weak_below: Annotated[
+        float,
+        typer.Option("--weak-below", min=0.0, max=1.0, help="a point is weak in a run below this round-0 accuracy"),
+    ] = 0.5,
+) -> None:
+    """Runs side by side: round-0, per-round and final test accuracy (mean ± std over a group's runs), the weak
+    points, each knowledge point's final accuracy, and items written / kept and teacher tokens. Only finished
+    rounds count."""
+    from loop.compare import CompareError, load, print_comparison, write_page
+
+    try:
+        result = load(paths, by, weak_below, baseline)
+    except CompareError as err:
         typer.secho(str(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
-    sizes = ", ".join(f"{name} {n}" for name, n in counts.items())
-    typer.echo(f"wrote {out} ({format}: {sizes}; card {out / 'README.md'})")
+    print_comparison(result)
+    if out is not None:
+        typer.echo(f"wrote {write_page(result, out)} (plots and compare.json in {out})")
 
 
 @app.command()

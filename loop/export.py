@@ -10,6 +10,9 @@ card's `configs`). A dataset card (`README.md`) says what produced the data.
 Columns are the union of the records' fields. A field whose values are not all of one scalar type (nested
 objects such as `realign`, or numbers and strings mixed) is written as JSON text, so every split has one
 schema; the card lists those columns.
+
+`push` uploads an export folder (files and card) to a dataset repo on the Hugging Face Hub with the token
+huggingface_hub finds (`HF_TOKEN`, else the one `hf auth login` saved); `hub_token` checks for one before any work.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import yaml
 
 from core.jsonl import iter_jsonl, write_jsonl
 from core.records import drop_reason_key
+from core.secrets import register
 from loop.store import RunStore
 
 Format = Literal["hf", "parquet", "jsonl"]
@@ -32,6 +36,10 @@ FORMATS: tuple[str, ...] = ("hf", "parquet", "jsonl")
 
 class ExportError(ValueError):
     """A run directory that cannot be exported, or an output that would overwrite something."""
+
+
+class PushError(ExportError):
+    """The export is written, but the upload to the hub failed."""
 
 
 def _rows(path: Path) -> list[dict[str, object]]:
@@ -198,6 +206,53 @@ def _name(spec: object) -> str:
 
 def _names(specs: object) -> str:
     return "[" + ", ".join(_name(s) for s in specs or []) + "]" if isinstance(specs, list) else "[]"
+
+
+def hub_token(repo_id: str, fmt: str) -> str:
+    """The token to push with, after checking that the push can be made at all; an ExportError says why not."""
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ExportError(f"--push-to-hub {repo_id!r}: not a repo id ('name' or 'user/name'): {err}") from None
+    if fmt == "hf":
+        # save_to_disk's arrow folder is not what `load_dataset(REPO)` or the hub's viewer read; parquet and jsonl
+        # files listed in the card's `configs` are.
+        raise ExportError("--push-to-hub needs --format parquet or jsonl (the hub reads those, not save_to_disk's)")
+    if constants.HF_HUB_OFFLINE:
+        raise ExportError("--push-to-hub: HF_HUB_OFFLINE is set; unset it to push")
+    token = get_token()
+    if not token:
+        raise ExportError("--push-to-hub: no Hugging Face token; set HF_TOKEN or log in with `hf auth login`")
+    register(token)  # masked in every message, also when it came from the token file rather than HF_TOKEN
+    return token
+
+
+def push(out: Path, repo_id: str, token: str, private: bool = False) -> str:
+    """Upload the export folder `out` to the dataset repo `repo_id` (made if it is not there); returns its URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, token=token, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=out,
+            repo_type="dataset",
+            token=token,
+            commit_message=f"gaploop export of {out.name}",
+        )
+    # Whatever the hub call raises (HTTP status, the transport errors of the HTTP client this huggingface_hub
+    # version uses) ends as one message that names the repo and says the local export is whole.
+    except Exception as err:  # noqa: BLE001
+        raise PushError(
+            f"pushing {out} to the dataset repo {repo_id} failed ({type(err).__name__}: {err}); "
+            f"the export itself is complete in {out}"
+        ) from None
+    return str(url)
 
 
 def export(

@@ -1,10 +1,11 @@
 """Targeted synthesis against the random control at the same budget.
 
 Runs `gaploop run` for each strategy and seed (each run in its own process and run directory; a run
-that already finished is read back, an interrupted one is resumed), then prints mean and spread of
-round-0 and final held-out test accuracy per strategy, and each strategy's gain over `random`; and the
-same over the weak points only (those whose round-0 test accuracy is below --weak-below, per run), with
-each run's time in the loop's phases.
+that already finished is read back, an interrupted one is resumed), then prints, through `gaploop compare`'s
+tables (loop/compare.py), mean and spread of round-0 and final held-out test accuracy per strategy, each
+strategy's gain over `random`, accuracy by round, the same over the weak points only (those whose round-0
+test accuracy is below --weak-below, per run), each point's final accuracy and items kept, and each run's
+minutes; the plots and a page go to OUT/compare/.
 
     .venv/bin/python scripts/bench_ablation.py [--seeds 0 1 2] [--strategies random llm2llm weakness frontier]
         [--out runs/ablation] [--jobs N] [CONFIG] [key=value ...]
@@ -20,59 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from loop.compare import compare, load_run, print_comparison, write_page
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def final_metrics(run_dir: Path) -> dict[str, dict[str, float]] | None:
-    """Round-0 and last-round metrics of a finished run, else None."""
+def finished(run_dir: Path) -> bool:
+    """Whether the run directory holds a run that ran to its end."""
     manifest = run_dir / "manifest.json"
-    if not manifest.exists() or json.loads(manifest.read_text()).get("status") != "finished":
-        return None
-    rows = sorted(run_dir.glob("round_*/summary.json"))
-    first, last = (json.loads(rows[i].read_text())["metrics"] for i in (0, -1))
-    kept: dict[str, int] = {}
-    for items in sorted(run_dir.glob("round_*/items.jsonl"))[1:]:
-        for line in items.read_text().splitlines():
-            row = json.loads(line)
-            if row.get("kept") and row.get("knowledge_point"):
-                kept[row["knowledge_point"]] = kept.get(row["knowledge_point"], 0) + 1
-    seconds = sum(sum(json.loads(r.read_text()).get("times", {}).values()) for r in rows)
-    return {"first": first, "last": last, "rounds": len(rows), "kept": kept, "seconds": seconds}
-
-
-def weak_points(run: dict, below: float) -> tuple[float, float, int]:
-    """Mean round-0 and final test accuracy over the points whose round-0 accuracy is below `below`."""
-    keys = [k for k, v in run["first"].items() if k.startswith("test/point/") and v < below]
-    if not keys:
-        return float("nan"), float("nan"), 0
-    return (
-        statistics.fmean(run["first"][k] for k in keys),
-        statistics.fmean(run["last"].get(k, 0.0) for k in keys),
-        len(keys),
-    )
-
-
-def print_points(results: dict[str, list[dict]]) -> None:
-    """Per knowledge point: round-0 and final test accuracy and synthetic items kept, mean over seeds."""
-    points = sorted(k.split("/", 2)[2] for k in next(iter(results.values()))[0]["last"] if k.startswith("test/point/"))
-    print("\nper knowledge point, mean over seeds: final test accuracy (synthetic items kept over all rounds)")
-    print(f"{'point':16s} {'round 0':>8s} " + " ".join(f"{s:>16s}" for s in results))
-    for point in points:
-        key = f"test/point/{point}"
-        first = statistics.fmean(r["first"].get(key, 0.0) for runs in results.values() for r in runs)
-        cells = [
-            f"{statistics.fmean(r['last'].get(key, 0.0) for r in runs):.2f} "
-            f"({statistics.fmean(r['kept'].get(point, 0) for r in runs):5.0f})"
-            for runs in results.values()
-        ]
-        print(f"{point:16s} {first:8.2f} " + " ".join(f"{c:>16s}" for c in cells))
+    return manifest.exists() and json.loads(manifest.read_text()).get("status") == "finished"
 
 
 def run_one(run_dir: Path, config: list[str], overrides: list[str], one_thread: bool) -> float:
@@ -120,48 +83,24 @@ def main() -> None:
     overrides = [a for a in args.rest if "=" in a]
 
     jobs = [(s, seed) for seed in args.seeds for s in args.strategies]
-    todo = [(s, seed) for s, seed in jobs if final_metrics(run_dir_of(args, s, seed)) is None]
+    todo = [(s, seed) for s, seed in jobs if not finished(run_dir_of(args, s, seed))]
 
     def work(job: tuple[str, int]) -> None:
         strategy, seed = job
         run_dir = run_dir_of(args, strategy, seed)
         extra = [f"seed={seed}", *variant_overrides(strategy), *overrides]
         secs = run_one(run_dir, config, extra, one_thread=args.jobs > 1)
-        got = final_metrics(run_dir)
-        assert got is not None, run_dir
-        print(f"{strategy:9s} seed {seed}: {got['last']['test/accuracy']:.3f} ({secs:.0f}s)", flush=True)
+        final = load_run(run_dir).accuracy(-1)
+        print(f"{strategy:9s} seed {seed}: {final:.3f} ({secs:.0f}s)", flush=True)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(work, todo))
-    results = {
-        s.split(":")[0]: [final_metrics(run_dir_of(args, s, seed)) for seed in args.seeds] for s in args.strategies
-    }
-
-    def stats(values: list[float]) -> str:
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
-
-    base = [r["last"]["test/accuracy"] for r in results.get("random", [])]
-    print(f"\nfinal held-out test accuracy over seeds {args.seeds} ({', '.join(overrides) or 'default config'})")
-    print(f"{'strategy':14s} {'round 0':>15s} {'final':>15s} {'min':>7s} {'max':>7s} {'vs random':>10s} {'per seed'}")
-    for strategy, runs in results.items():
-        first = [r["first"]["test/accuracy"] for r in runs]
-        last = [r["last"]["test/accuracy"] for r in runs]
-        gain = statistics.fmean(last) - statistics.fmean(base) if base else float("nan")
-        per_seed = " ".join(f"{x:.3f}" for x in last)
-        print(
-            f"{strategy:14s} {stats(first):>15s} {stats(last):>15s} {min(last):7.3f} {max(last):7.3f} "
-            f"{gain:+10.3f} {per_seed}"
-        )
-    print(f"\nweak points (round-0 test accuracy < {args.weak_below}), mean over their points, then over seeds")
-    print(f"{'strategy':14s} {'points':>6s} {'round 0':>8s} {'final':>8s} {'gain':>7s} {'minutes':>8s}")
-    for strategy, runs in results.items():
-        weak = [weak_points(r, args.weak_below) for r in runs]
-        first, last = statistics.fmean(w[0] for w in weak), statistics.fmean(w[1] for w in weak)
-        minutes = statistics.fmean(r["seconds"] for r in runs) / 60
-        points = statistics.fmean(w[2] for w in weak)
-        print(f"{strategy:14s} {points:6.1f} {first:8.3f} {last:8.3f} {last - first:+7.3f} {minutes:8.1f}")
-    print_points(results)
+    # One group per strategy label, its runs in seed order (the tables' "final per run" is then per seed).
+    groups = {s.split(":")[0]: [load_run(run_dir_of(args, s, seed)) for seed in args.seeds] for s in args.strategies}
+    print(f"\nstrategies over seeds {args.seeds} ({', '.join(overrides) or 'default config'})")
+    result = compare(groups, args.weak_below, "random" if "random" in groups else None, by="strategy label")
+    print_comparison(result)
+    print(f"plots and page: {write_page(result, args.out / 'compare')}")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import ANY, patch
 
 import datasets
 import pytest
+from huggingface_hub import HfApi, RepoUrl
+from typer.testing import CliRunner, Result
 
+from loop.cli import app
 from loop.config import load_config
 from loop.export import ExportError, export, normalise
 from loop.runner import start_run
@@ -89,3 +93,82 @@ def test_the_command_says_what_it_wrote(run: Path, tmp_path: Path) -> None:
     assert done.returncode == 0 and f"wrote {out} (jsonl: seed " in done.stdout, done.stderr
     bad = subprocess.run([*cmd[:-1], "csv"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--format 'csv': one of hf, parquet, jsonl" in bad.stderr
+
+
+# -- --push-to-hub, against huggingface_hub's own API surface (no network here) ---------------------------------
+# HfApi's methods are replaced by autospec mocks: a call with an argument name or arity their signature lacks fails
+# as it would against the hub; what is asserted is the call and its arguments.
+REPO, TOKEN = "someone/gaploop-run", "hf_planted_token_0123456789"
+
+
+def _export_cli(args: list[str]) -> Result:
+    return CliRunner().invoke(app, ["export", *args])
+
+
+def test_push_to_hub_creates_a_dataset_repo_and_uploads_the_export(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    out, uploaded = tmp_path / "pq", {}
+
+    def upload(api: HfApi, *, repo_id: str, folder_path: Path, **kwargs: object) -> None:
+        uploaded.update({p.name: p.read_bytes() for p in Path(folder_path).iterdir()})
+
+    url = RepoUrl(f"https://huggingface.co/datasets/{REPO}")
+    with (
+        patch.object(HfApi, "create_repo", autospec=True, return_value=url) as create,
+        patch.object(HfApi, "upload_folder", autospec=True, side_effect=upload) as upload_folder,
+    ):
+        done = _export_cli([str(run), "--out", str(out), "--format", "parquet", "--push-to-hub", REPO, "--private"])
+    assert done.exit_code == 0, done.output
+    create.assert_called_once_with(ANY, REPO, token=TOKEN, repo_type="dataset", private=True, exist_ok=True)
+    upload_folder.assert_called_once_with(
+        ANY,
+        repo_id=REPO,
+        folder_path=out,
+        repo_type="dataset",
+        token=TOKEN,
+        commit_message=f"gaploop export of {out.name}",
+    )
+    # What went up is the export itself: both splits and the card whose `configs` let load_dataset(REPO) read them.
+    assert sorted(uploaded) == ["README.md", "seed.parquet", "synthetic.parquet"]
+    assert uploaded == {p.name: p.read_bytes() for p in out.iterdir()}
+    assert f"pushed to {url}" in done.output
+
+
+def test_push_to_hub_refuses_before_any_work(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))  # no `hf auth login` either
+    out = tmp_path / "out"
+    with (
+        patch.object(HfApi, "create_repo", autospec=True) as create,
+        patch.object(HfApi, "upload_folder", autospec=True) as upload_folder,
+    ):
+        no_token = _export_cli([str(run), "--out", str(out), "--format", "jsonl", "--push-to-hub", REPO])
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        arrow = _export_cli([str(run), "--out", str(out), "--push-to-hub", REPO])
+        bad_id = _export_cli([str(run), "--out", str(out), "--format", "jsonl", "--push-to-hub", "a/b/c"])
+        private_alone = _export_cli([str(run), "--out", str(out), "--private"])
+    assert no_token.exit_code == 2 and "no Hugging Face token; set HF_TOKEN or log in" in no_token.output
+    assert arrow.exit_code == 2 and "--push-to-hub needs --format parquet or jsonl" in arrow.output
+    assert bad_id.exit_code == 2 and "--push-to-hub 'a/b/c': not a repo id" in bad_id.output
+    assert private_alone.exit_code == 2 and "--private applies to --push-to-hub REPO" in private_alone.output
+    assert not out.exists(), "nothing was written"
+    create.assert_not_called()
+    upload_folder.assert_not_called()
+
+
+def test_a_failed_push_keeps_the_export_and_masks_the_token(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    out = tmp_path / "out"
+    refused = OSError(f"401 Unauthorized for token {TOKEN}")  # a server that quotes the token back
+    with patch.object(HfApi, "create_repo", autospec=True, side_effect=refused):
+        done = _export_cli([str(run), "--out", str(out), "--format", "jsonl", "--push-to-hub", REPO])
+    assert done.exit_code == 1, "the input was fine; the hub failed"
+    assert f"pushing {out} to the dataset repo {REPO} failed (OSError: 401 Unauthorized for token ***)" in done.output
+    assert TOKEN not in done.output and (out / "seed.jsonl").is_file() and (out / "README.md").is_file()
