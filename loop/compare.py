@@ -61,6 +61,7 @@ class Run:
         return float(sum(values)) if values else None
 
     def accuracy(self, i: int, key: str = "test/accuracy") -> float | None:
+        """A metric (test accuracy unless named) of the i-th finished round (-1: the last); None where not logged."""
         value = self.rounds[i]["metrics"].get(key)
         return None if value is None else float(value)
 
@@ -91,19 +92,23 @@ def load_run(run_dir: Path) -> Run:
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise CompareError(f"{run_dir}: config.yaml not found; the run's strategy and seed are unknown")
-    run = Run(run_dir, yaml.safe_load(cfg_path.read_text()) or {}, run_state(run_dir))
-    for folder in sorted(run_dir.glob("round_*/")):
-        summary = folder / F.SUMMARY
-        if not summary.is_file():
-            run.unfinished.append(int(folder.name.split("_")[1]))
-            continue
-        run.rounds.append(json.loads(summary.read_text()))
-        items = folder / F.ITEMS
-        if run.rounds[-1]["round"] > 0 and items.is_file():
-            rows = read_jsonl(items).rows
-            run.kept_by_point.update(
-                str(i["knowledge_point"]) for i in rows if i.get("kept") and i.get("knowledge_point")
-            )
+    reading = cfg_path
+    try:
+        run = Run(run_dir, yaml.safe_load(cfg_path.read_text()) or {}, "")
+        reading = run_dir / "manifest.json"
+        run.state = run_state(run_dir)
+        for folder in sorted(run_dir.glob("round_*/")):
+            reading = folder / F.SUMMARY
+            if not reading.is_file():
+                run.unfinished.append(int(folder.name.split("_")[1]))
+                continue
+            run.rounds.append(json.loads(reading.read_text()))
+            reading = folder / F.ITEMS
+            if run.rounds[-1]["round"] > 0 and reading.is_file():
+                kept = [i for i in read_jsonl(reading).rows if i.get("kept") and i.get("knowledge_point")]
+                run.kept_by_point.update(str(i["knowledge_point"]) for i in kept)
+    except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
+        raise CompareError(f"{reading}: cannot be read ({type(err).__name__}: {err})") from None
     return run
 
 
@@ -325,7 +330,7 @@ def tables(cmp: Comparison) -> list[Table]:
     for g in groups:
         final = g["final"]
         accuracy = (_pm(g["first"]), _pm(final), _fmt(final["min"]), _fmt(final["max"]), _signed(g["gain"]))
-        spent = (_pm(g["written"], 0), _pm(g["kept"], 0), _pm(g["tokens"], 0), _pm(g["minutes"], 1))
+        spent = (_pm(g["written"], 1), _pm(g["kept"], 1), _pm(g["tokens"], 0), _pm(g["minutes"], 1))
         per_run = " ".join(map(_fmt, g["per_run"]))
         summary.add_row(g["group"], str(len(g["runs"])), *accuracy, _signed(g["vs_baseline"]), per_run, *spent)
     rounds: list[int] = cmp["rounds"]  # type: ignore[assignment]
@@ -488,6 +493,9 @@ def _spend(cmp: Comparison, path: Path) -> Path:
         )
         right.set_ylabel("teacher tokens over the run (mean over runs)")
         right.set_title("Teacher tokens")
+        for x, g in zip(xs, groups, strict=True):
+            if g["tokens"]["mean"] is None:  # no bar: say why, rather than leave a gap that reads as zero
+                right.text(x, 0, "no LLM", ha="center", va="bottom", fontsize=7)
     for a in axes[0]:
         a.set_xticks(list(xs), [g["group"] for g in groups], rotation=20, ha="right", fontsize=7.5)
     return _save(fig, path)
