@@ -151,6 +151,9 @@ def test_bad_folders_and_unfinished_rounds_are_named(runs: Path, tmp_path: Path)
     (g,) = got["groups"]
     assert g["by_round"][1]["n"] == 1, "round 1's mean is over the one run that finished it"
     assert any("its runs end at rounds 0, 1" in n for n in got["notes"])
+    (cut / "round_000" / "summary.json").write_text("{cut short")
+    with pytest.raises(CompareError, match="round_000/summary.json: cannot be read \\(JSONDecodeError"):
+        load([cut])
     empty = tmp_path / "empty"
     empty.mkdir()
     cli = [sys.executable, "-m", "loop.cli", "compare", str(runs), str(empty)]
