@@ -1,5 +1,6 @@
-"""Text similarity without dependencies: ROUGE-L (LLM2LLM's and Self-Instruct's novelty test) and a
-TF-IDF nearest-neighbour index (the contrast retrieval of LLMs-as-Instructors).
+"""Text similarity without dependencies: ROUGE-L (LLM2LLM's and Self-Instruct's novelty test), sentence BLEU
+(Rainbow Teaming's filter against a mutation's parent) and a TF-IDF nearest-neighbour index (the contrast
+retrieval of LLMs-as-Instructors).
 
 Tokens are lowercase runs of letters and digits, as in the `rouge_score` package's default tokenizer
 (which the references use), except that letters outside ASCII are kept rather than dropped.
@@ -137,6 +138,31 @@ def max_rouge_l(text: str, corpus: Sequence[str] | RougeIndex) -> float:
     """Highest ROUGE-L of `text` against any text of `corpus` (0 for an empty corpus)."""
     index = corpus if isinstance(corpus, RougeIndex) else RougeIndex(corpus)
     return index.best(text)[0]
+
+
+_BLEU_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def sentence_bleu(candidate: str, reference: str, max_n: int = 4) -> float:
+    """BLEU of one sentence against one reference: uniform weights over 1..max_n-grams, the brevity penalty,
+    and add-one smoothing of the 2..max_n-gram precisions (Lin and Och 2004; "method 2" of Chen and Cherry
+    2014), so a short question sharing no 4-gram still scores by its shorter matches. Tokens are lowercase
+    words and single punctuation or operator marks: "7 + 5" and "7 - 5" differ."""
+    cand, ref = _BLEU_TOKEN.findall(candidate.lower()), _BLEU_TOKEN.findall(reference.lower())
+    if not cand or not ref:
+        return 0.0
+    logs = []
+    for n in range(1, max_n + 1):
+        grams = Counter(tuple(cand[i : i + n]) for i in range(len(cand) - n + 1))
+        theirs = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
+        matched, total = sum((grams & theirs).values()), sum(grams.values())
+        if n > 1:
+            matched, total = matched + 1, total + 1
+        if matched == 0:  # no unigram in common (or a candidate shorter than n with n == 1)
+            return 0.0
+        logs.append(math.log(matched / total))
+    brevity = min(0.0, 1 - len(ref) / len(cand))
+    return math.exp(brevity + sum(logs) / max_n)
 
 
 def _ngrams(text: str) -> list[str]:

@@ -154,6 +154,7 @@ class Runner:
             run(r, "filter", [*given, *selectors], lambda: s.select(r))
         run(r, "train", [*c("seed", "student", "training"), *f.item_files(r)], lambda: s.train(r))
         examiner = [*c("examiner", "teacher"), f.at(r, F.PROFILE)]  # an examiner may add probes for points it grew
+        examiner += s.probe_states(r)  # and a plan its own (an archive); none for a plan that keeps none
         run(r, "evaluate", [*c("seed", "student", "task"), *examiner, f.at(r, F.WEIGHTS)], lambda: s.evaluate(r))
         run(r, "log", [f.at(r, F.EVAL_TEST), f.at(r, F.ITEMS)], lambda: s.log(r, self._phases(r)))
         summary = f.json(r, F.SUMMARY)

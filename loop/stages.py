@@ -11,7 +11,12 @@ class declares in `reads`:
     evaluation        {"test": held-out test, "probe": every probe drawn before this round}
     known             the questions that exist already (every item asked so far and the evaluation sets)
     student           the student's IFD scorer: score(items, reverse=False) -> [IFDScore]
+    answers           the student's greedy answers: answer(items) -> the items with its `prediction`
     state             the plugin's own state after the previous round (None at first)
+
+A plugin may also report round metrics (`metrics() -> {name: value}`, kept in its step's stats and logged
+with the round's), and a plan with state may keep probes (`probes() -> [item]`, e.g. an archive of items
+the student failed), which the round's evaluation asks beside the task's own.
 
 round 0:  data -> build -> train(seed) -> evaluate(probe, test) -> log
 round r:  examine -> question (plan x writer) -> answer -> refine* -> assess (curate*) -> filter (select*)
@@ -36,6 +41,7 @@ from agents.roles import WeaknessProfile
 from core.jsonl import read_jsonl, write_jsonl
 from core.plugins import Inputs, Plugin, PluginConfig
 from core.records import Record, drop_plugin, drop_reason_key, item_id, kept
+from core.text import question_key
 from loop import files as F
 from loop.config import RunConfig
 from loop.evaluate import accuracy_by, accuracy_metrics
@@ -87,6 +93,11 @@ class Stages:
                 *(str(x["instruction"]) for rows in f.evaluation(r).values() for x in rows),
             ],
             "student": lambda: lambda items, reverse=False: score_ifd(self.cfg, self._scorer(prev), items, reverse),
+            "answers": lambda: (
+                lambda items: evaluate(
+                    self.cfg, f.at(prev, F.MODEL), list(items), f"round {r} student answers", stop=self.task.stop
+                )
+            ),
             "state": lambda: self._state(plugin, prev),
         }
         return Inputs(type(plugin), providers)
@@ -108,6 +119,7 @@ class Stages:
             "evaluation": [f.root / F.TEST, *f.probe_files(r)],
             "known": [*f.item_files(prev), f.root / F.TEST, *f.probe_files(r)],
             "student": [f.at(prev, F.WEIGHTS)] if self.cfg.ifd.model is None else [f"ifd.model={self.cfg.ifd.model}"],
+            "answers": [f.at(prev, F.WEIGHTS)],
             "state": [f.state(prev, kind, c.name) for kind, c in zip(kinds, configs, strict=True)],
         }
         return [stage, [c.model_dump(mode="json") for c in configs], *(p for n in sorted(reads) for p in paths[n])]
@@ -225,6 +237,8 @@ class Stages:
             state = plugin.state()
             if state is not None:
                 out.files[self.files.state(r, plugin.kind, plugin.name)] = state
+            if hasattr(plugin, "metrics"):  # logged with the round's metrics (loop/stages.py round_metrics)
+                out.stats.setdefault("metrics", {}).update(plugin.metrics())  # type: ignore[union-attr]
         return written, plan.name, seconds
 
     def _rejected(self, r: int, i: int, rejected: Record, strategy: str) -> Record:
@@ -314,9 +328,8 @@ class Stages:
         else:
             probes = self.fixed_probes()
         t0 = time.perf_counter()
-        probes += self._examiner_probes(
-            r, [*(str(x["instruction"]) for x in test), *(str(p["instruction"]) for p in probes)]
-        )
+        probes += self._examiner_probes(r, [str(x["instruction"]) for x in [*test, *probes]])
+        probes += self._plan_probes(r, [str(x["instruction"]) for x in [*test, *probes]])
         answered = evaluate(
             self.cfg, self.files.at(r, F.MODEL), probes + test, f"round {r} evaluate", stop=self.task.stop
         )
@@ -346,6 +359,37 @@ class Stages:
             return []
         answered = teacher_for(self.cfg, self.client(r), self.task).answer(written)
         return [a for a in answered if str(a.get("output") or "").strip()]
+
+    def _plans_with_probes(self, r: int) -> list[PluginConfig]:
+        """The plans of the run (one per mix part, or the one plan) that keep probes of their own; none in round 0,
+        where no plan has run yet."""
+        from core.plugins import get
+
+        syn = self.cfg.synthesis
+        plans = [part.plan for part in syn.mix] if syn.mix else [syn.plan]
+        return [c for c in plans if r > 0 and c is not None and hasattr(get("plan", c.name), "probes")]
+
+    def probe_states(self, r: int) -> list[Path]:
+        """The state files the plans' own probes of round r come from (part of the evaluation's fingerprint)."""
+        return [self.files.state(r, "plan", c.name) for c in self._plans_with_probes(r)]
+
+    def _plan_probes(self, r: int, known: list[str]) -> list[Record]:
+        """Probes a plan keeps in its state after round r's question step (an archive's elites), asked after
+        training beside the task's; one without an answer gets the teacher's, and an unanswered one is not asked."""
+        seen = {question_key(q) for q in known}
+        probes: list[Record] = []
+        for config in self._plans_with_probes(r):
+            plan = build("plan", config, plugin_parts(self.cfg, self.task, None))  # its probes need no model
+            plan.load_state(self._state(plan, r))
+            for probe in plan.probes():  # type: ignore[attr-defined]
+                if question_key(probe["instruction"]) not in seen:
+                    seen.add(question_key(probe["instruction"]))
+                    probes.append(probe)
+        unanswered = [p for p in probes if not str(p.get("output") or "").strip()]
+        if unanswered:
+            answered = iter(teacher_for(self.cfg, self.client(r), self.task).answer(unanswered))
+            probes = [next(answered) if not str(p.get("output") or "").strip() else p for p in probes]
+        return [p for p in probes if str(p.get("output") or "").strip()]
 
     def log(self, r: int, phases: dict[str, dict]) -> Out:
         """Round metrics to metrics.jsonl and W&B, tables of failures and new items, summary.json."""
@@ -414,6 +458,8 @@ def round_metrics(
     times = {k: float(v.get("stats", {}).get("seconds", 0.0)) for k, v in phases.items()}
     compute = sum(float(v.get("stats", {}).get("compute_seconds", 0.0)) for v in phases.values())
     wall = sum(times.values())
+    for entry in phases.values():  # what plugins reported (an archive's QD-score and coverage)
+        metrics.update(entry.get("stats", {}).get("metrics", {}))
     metrics.update({f"time/{k}": v for k, v in times.items()})
     metrics["time/round"] = wall
     metrics["time/orchestration_share"] = max(0.0, wall - compute) / wall if wall else 0.0

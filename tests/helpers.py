@@ -19,6 +19,17 @@ from core.plugins import Parts
 from core.records import Record
 from loop.steps import HOLD_ENV
 
+# The smallest student that still runs the whole loop (a round in seconds on CPU), as config overrides.
+TINY_STUDENT = [
+    "student.tiny.vocab_size=128",
+    "student.tiny.hidden_size=32",
+    "student.tiny.num_layers=1",
+    "student.tiny.num_heads=2",
+    "student.tiny.intermediate_size=64",
+    "training.epochs=null",
+    "training.max_steps=10",
+]
+
 
 class Strategy:
     """A plan times a writer, called as the loop calls them, with the round inputs given as arguments."""

@@ -293,7 +293,142 @@ _TEMPLATES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str], Callabl
 )
 
 
-def _template(
+# -- styled forms: the same questions reworded (agents/tasks/styles.py writes them) ---------------------
+# The oracle reads a styled question by restating it as the template question it asks; the answer is then
+# computed from that, so a rewording that changed what is asked cannot pass as the old question. Only
+# questions that match no template are read this way: the world's own questions are solved as before.
+_ONES = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+)  # fmt: skip
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+# Lead-in sentences of the "longer context" style: no numbers, no information.
+CONTEXT_SENTENCES = (
+    "Here is a question from a practice sheet.",
+    "Read the question below with care.",
+    "This one comes from a quiz for beginners.",
+    "Answer the question that follows.",
+)
+_CONTEXT = "|".join(re.escape(s) for s in CONTEXT_SENTENCES)
+_LETTERS = r"([a-z](?: [a-z])*)"
+
+
+def _word_problem(name: str, has: str, thing: str, gets: str | None, gives: str | None) -> str:
+    """A word problem in the world's own wording (it gets `gets` more, or gives `gives` away)."""
+    change = f"gets {gets} more" if gets else f"gives away {gives}"
+    return f"{name} has {has} {thing} and {change}. How many {thing} now?"
+
+
+_RESTATED: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    # longer context and distractor: a lead-in sentence before a template question
+    (re.compile(rf"^(?:{_CONTEXT}) (.+)$"), lambda m: m[1]),
+    (re.compile(r"^[A-Z][a-z]+ is \d+ years old\. (.+)$"), lambda m: m[1]),
+    # negation: a clause saying what is not asked, after the question
+    (re.compile(r"^(.+?), (?:not|do not) [^,]+([?.])$"), lambda m: f"{m[1]}{m[2]}"),
+    # units
+    (re.compile(r"^How many cm is (\d+) cm ([+-]) (\d+) cm\?$"), lambda m: f"What is {m[1]} {m[2]} {m[3]}?"),
+    (
+        re.compile(r"^(\d+) bags hold (\d+) grams each\. How many grams in all\?$"),
+        lambda m: f"What is {m[1]} * {m[2]}?",
+    ),
+    (re.compile(r"^How many mm are in (\d+) cm\?$"), lambda m: f"What is {m[1]} * 10?"),
+    (
+        re.compile(
+            r"^(\w+) has (\d+) litres of water and (gets (\d+) more|gives away (\d+)) litres\. How many litres now\?$"
+        ),
+        lambda m: _word_problem(m[1], m[2], "litres", m[4], m[5]),
+    ),
+    # paraphrases
+    (
+        re.compile(r"^(?:Add (\d+) and (\d+)\.|What is the sum of (\d+) and (\d+)\?)$"),
+        lambda m: f"What is {m[1] or m[3]} + {m[2] or m[4]}?",
+    ),
+    (re.compile(r"^Subtract (\d+) from (\d+)\.$"), lambda m: f"What is {m[2]} - {m[1]}?"),
+    (re.compile(r"^What is (\d+) minus (\d+)\?$"), lambda m: f"What is {m[1]} - {m[2]}?"),
+    (
+        re.compile(r"^(?:Multiply (\d+) by (\d+)\.|What is the product of (\d+) and (\d+)\?)$"),
+        lambda m: f"What is {m[1] or m[3]} * {m[2] or m[4]}?",
+    ),
+    (re.compile(r"^Of (\d+) and (\d+), which is (larger|smaller)\?$"), lambda m: f"Which is {m[3]}, {m[1]} or {m[2]}?"),
+    (
+        re.compile(r"^Which number is (bigger|less), (\d+) or (\d+)\?$"),
+        lambda m: f"Which is {'larger' if m[1] == 'bigger' else 'smaller'}, {m[2]} or {m[3]}?",
+    ),
+    (
+        re.compile(r"^(?:Which number follows (\d+)|What is one more than (\d+))\?$"),
+        lambda m: f"What number comes after {m[1] or m[2]}?",
+    ),
+    (
+        re.compile(r"^(?:Is the number (\d+) even or odd\?|Say whether (\d+) is even or odd\.)$"),
+        lambda m: f"Is {m[1] or m[2]} even or odd?",
+    ),
+    (
+        re.compile(rf"^Which letter comes (first|last) in {_LETTERS}\?$"),
+        lambda m: f"What is the {m[1]} letter of {m[2]}?",
+    ),
+    (re.compile(rf"^Write {_LETTERS} in reverse order\.$"), lambda m: f"Reverse {m[1]}."),
+    (re.compile(r"^Put (\d(?: \d)*) in increasing order\.$"), lambda m: f"Sort {m[1]}."),
+    (re.compile(rf"^Count how many times ([a-z]) appears in {_LETTERS}\.$"), lambda m: f"How many {m[1]} in {m[2]}?"),
+    (
+        re.compile(
+            r"^(\w+) had (\d+) (\w+)\. Then \1 (got (\d+) more|gave away (\d+))\. How many \3 does \1 have now\?$"
+        ),
+        lambda m: _word_problem(m[1], m[2], m[3], m[5], m[6]),
+    ),
+)
+
+
+def number_words(n: int) -> str:
+    """`n` (0 <= n < 1,000,000) in English words: 47 -> "forty-seven", 305 -> "three hundred five"."""
+    if not 0 <= n < 1_000_000:
+        raise ValueError(f"number_words covers 0 to 999999, not {n}")
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + (f"-{_ONES[n % 10]}" if n % 10 else "")
+    if n < 1000:
+        return f"{_ONES[n // 100]} hundred" + (f" {number_words(n % 100)}" if n % 100 else "")
+    return f"{number_words(n // 1000)} thousand" + (f" {number_words(n % 1000)}" if n % 1000 else "")
+
+
+_NUMBER_WORD = "|".join([*_ONES, *_TENS[2:], "hundred", "thousand"])
+_WORDS_RUN = re.compile(rf"\b(?:{_NUMBER_WORD})(?:[ -](?:{_NUMBER_WORD}))*\b")
+_WORDS_VALUE = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS) if i >= 2}
+
+
+def _words_value(run: str) -> int | None:
+    """The number a run of number words names, or None unless it is exactly how `number_words` writes one."""
+    total, group = 0, 0
+    for word in re.split(r"[ -]", run):
+        if word == "hundred":
+            group *= 100
+        elif word == "thousand":
+            total, group = total + group * 1000, 0
+        else:
+            group += _WORDS_VALUE[word]
+    value = total + group
+    return value if value < 1_000_000 and number_words(value) == run else None
+
+
+def _unformatted(question: str) -> str | None:
+    """The "format change" style undone: numbers in words back to digits, a list of letters ("a, b and c") spaced."""
+    out = _WORDS_RUN.sub(lambda m: str(v) if (v := _words_value(m[0])) is not None else m[0], question)
+    out = re.sub(r"\b([a-z])(?:,| and) (?=[a-z]\b)", r"\1 ", out)
+    return out if out != question else None
+
+
+def restated(question: str) -> str | None:
+    """The template question a styled question asks (see agents/tasks/styles.py), or None where it is none."""
+    text = question.strip()
+    readings = [m_fn(m) for pattern, m_fn in _RESTATED if (m := pattern.match(text))]
+    unformatted = _unformatted(text)
+    for reading in [*readings, *([unformatted] if unformatted else [])]:
+        if _base_template(reading) is not None:
+            return reading
+    return None
+
+
+def _base_template(
     question: str,
 ) -> tuple[re.Match[str], Callable[[re.Match[str]], str], Callable[[re.Match[str]], str]] | None:
     for pattern, answer, point in _TEMPLATES:
@@ -301,6 +436,16 @@ def _template(
         if m:
             return m, answer, point
     return None
+
+
+def _template(
+    question: str,
+) -> tuple[re.Match[str], Callable[[re.Match[str]], str], Callable[[re.Match[str]], str]] | None:
+    found = _base_template(question)
+    if found is None:
+        again = restated(question)
+        found = _base_template(again) if again is not None else None
+    return found
 
 
 def solve(question: str) -> str | None:

@@ -43,6 +43,9 @@ class GeneratorWriter(Plugin):
     ) -> Written:
         """Candidates for the proposal's weights (budget split, exhausted nodes passing theirs on) or asks."""
         self.known = {question_key(q) for q in inputs["known"]}
+        # An ask's parent may be a question this round made (an archive's elite, asked as a probe after training):
+        # its items must differ from it as from any known question.
+        self.known |= {question_key(a.parent["instruction"]) for a in proposal.asks if a.parent.get("instruction")}
         self.strategy, self.round = strategy, round
         items: list[Record] = []
         rejected: list[Record] = []
@@ -79,11 +82,13 @@ class GeneratorWriter(Plugin):
             # The facet does not occur at this level (e.g. a two-digit answer on the easiest level).
             facet, why = None, f"{why}; facet {facet!r} absent at level {level}, any facet"
         for _ in range(self.config.novel_tries):
-            question, reference = sample_item(rng, point, level, facet, max_tries=300)
-            if question_key(question) not in self.known:
+            drawn, reference = sample_item(rng, point, level, facet, max_tries=300)
+            worded = self.reword(drawn, point, parent, rng)
+            if worded is not None and question_key(worded[0]) not in self.known:
                 break
         else:
             return None
+        question, extra = worded
         self.known.add(question_key(question))
         kp = get_point(point)
         return {
@@ -91,7 +96,7 @@ class GeneratorWriter(Plugin):
             "instruction": question,
             "reference": reference,
             "knowledge_point": point,
-            "facet": kp.facet(question, reference),
+            "facet": kp.facet(drawn, reference),
             "skill": kp.skill,
             "difficulty": level,
             "source": "synthetic",
@@ -100,4 +105,12 @@ class GeneratorWriter(Plugin):
             "writer": self.name,
             "parent_id": parent or (f"{point}|{facet}" if facet else point),
             "why": why,
+            **extra,
         }
+
+    def reword(
+        self, question: str, point: str, parent: str | None, rng: random.Random
+    ) -> tuple[str, dict[str, object]] | None:
+        """The drawn question as the item asks it, with fields to add to its record (None: draw again). The
+        generator asks it as drawn; a subclass may restate it (agents/writers/perturb.py)."""
+        return question, {}

@@ -29,7 +29,7 @@ from core.records import Record
 from loop.config import ConfigError, config_from_dict, dump_config, load_config
 from loop.runner import Runner, resume_run
 from loop.store import RunStore
-from tests.helpers import rows
+from tests.helpers import TINY_STUDENT, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 POINTS = ["seq.first", "num.parity", "cmp.max", "seq.last"]
@@ -39,13 +39,7 @@ TINY = [
     "task.seed_overrides={seq.last: 3}",
     "task.test_per_point=8",
     "task.probe_per_point=8",
-    "student.tiny.vocab_size=128",
-    "student.tiny.hidden_size=32",
-    "student.tiny.num_layers=1",
-    "student.tiny.num_heads=2",
-    "student.tiny.intermediate_size=64",
-    "training.epochs=null",
-    "training.max_steps=10",
+    *TINY_STUDENT,
     "rounds.plateau_rounds=5",
     "synthesis.budget_per_round=8",
     "tracking.wandb_mode=disabled",
@@ -96,6 +90,8 @@ def world_chat() -> ScriptedBackend:
 
     return ScriptedBackend(
         [
+            ("Rewrite the question below", lambda r: f"New question: {_world_question(r)[0]}"),  # rainbow_chat
+            ("Worse: 1", lambda r: f"Worse: {1 + len(r.messages[-1]['content']) % 2}"),  # its pairwise judge
             (r"\[New Instruction\] your instruction", reflected),
             (r"\[Better Answer\] your answer", better),
             (r"<\|im_start\|>user\n$", sampled),  # magpie: a user turn
@@ -143,6 +139,7 @@ def _round1(round0: Path, tmp: Path, overrides: Sequence[str], backend: Scripted
 @pytest.mark.parametrize(
     ("overrides", "strategy"),
     [
+        (["synthesis.plan={name: rainbow_chat, iterations: 2, mutations: 4}"], "rainbow_chat"),
         (["synthesis.plan=llm2llm"], "llm2llm"),
         (["synthesis.plan={name: instructors, contrast: true}"], "instructors"),
         (["synthesis.plan=autodetect", "examiner=autodetect"], "autodetect"),
@@ -167,6 +164,7 @@ def _round1(round0: Path, tmp: Path, overrides: Sequence[str], backend: Scripted
         ),
     ],
     ids=[
+        "rainbow_chat",
         "llm2llm",
         "instructors",
         "autodetect",
@@ -194,6 +192,12 @@ def test_every_strategy_runs_a_round_of_the_loop(
     if "auto_evol_instruct" in " ".join(overrides):  # the optimised method is kept for the next round
         state = json.loads((run / "round_001" / "state" / "writer-auto_evol_instruct.json").read_text())
         assert state["history"][0]["round"] == 1 and "Finally Rewritten Instruction" in state["method"]
+    if strategy == "rainbow_chat":  # the archive was kept, its elites probed (answered by the teacher) and written from
+        state = json.loads((run / "round_001" / "state" / "plan-rainbow_chat.json").read_text())
+        assert state["elites"] and state["history"][0]["judge_calls"] % 2 == 0
+        probes = [p for p in rows(run / "round_001" / "eval_probe.jsonl") if p.get("source") == "archive"]
+        assert probes and all(p["output"] for p in probes)
+        assert {i["parent_id"] for i in items if i["instruction"]} <= {row["item"]["id"] for row in state["elites"]}
     if "synthesis.refine=[reflection]" in overrides:  # the student chose among the teacher's reflections
         chosen = [i for i in items if i["kept"]]
         assert chosen and all(i["reflected"] in ("q", "qa", "a", "ori") and i["reflection_scores"] for i in chosen)
