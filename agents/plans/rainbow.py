@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
@@ -54,7 +55,7 @@ class RainbowConfig(PluginConfig):
     """The archive's grid, the MAP-Elites iterations per round and what the elites become."""
 
     styles: list[str] = Field(
-        default_factory=lambda: list(STYLES),
+        list(STYLES),
         description=f"the perturbation styles, the grid's second axis (known: {', '.join(STYLES)})",
     )
     numeric_axis: Literal["none", "digits", "words"] = Field(
@@ -102,8 +103,8 @@ class RainbowConfig(PluginConfig):
         return bins
 
 
-class _Rainbow(Plugin):
-    """The archive's round; the subclasses supply the grid's points, the mutator and the replacement rule."""
+class _Rainbow(Plugin, ABC):
+    """The archive's round; the subclasses supply the cells a point has, the mutator and the replacement rule."""
 
     kind = "plan"
     config: RainbowConfig
@@ -124,7 +125,8 @@ class _Rainbow(Plugin):
         """This round's QD-score, coverage and candidate counts (for metrics.jsonl and W&B)."""
         last = self.history[-1]
         out = {f"archive/{k}": float(v) for k, v in last.items() if isinstance(v, int | float) and k != "round"}
-        out.update({f"archive/rejected/{k.replace(' ', '_')}": float(v) for k, v in last["rejected"].items()})  # type: ignore[union-attr]
+        rejected: dict[str, int] = last["rejected"]  # type: ignore[assignment]
+        out.update({f"archive/rejected/{re.sub(r'[^a-z0-9]+', '_', k)}": float(v) for k, v in rejected.items()})
         return out
 
     def probes(self) -> list[Record]:
@@ -138,55 +140,76 @@ class _Rainbow(Plugin):
     # -- the round --------------------------------------------------------------------------------
     def propose(self, inputs: Inputs, budget: int, round: int, rng: random.Random) -> Proposal:
         """Re-measure, seed, run the iterations, then ask for items from the elites."""
+        self.begin(inputs, round)
+        for iteration in range(self.config.iterations if self.parents_exist() else 0):
+            self.step(rng, iteration, self.config.mutations)
+        self.end()
+        return self.asks(budget, rng)
+
+    def begin(self, inputs: Inputs, round: int) -> None:
+        """The archive of the last round over this round's grid, its elites measured anew, the probes offered."""
         if not hasattr(self, "rows"):
             self.load_state(None)
-        c, self.round, self.inputs = self.config, round, inputs
+        self.round, self.inputs = round, inputs
         self.points = [str(p["id"]) for p in inputs["taxonomy"]]
         self.descriptions = {str(p["id"]): str(p.get("description") or "") for p in inputs["taxonomy"]}
         self.archive = Archive.from_json(self.grid(), self.rows)
         self.known = {question_key(q) for q in inputs["known"]}
         self.known |= {question_key(e.item["instruction"]) for e in self.archive.elites.values()}
         self.tally: Counter[str] = Counter()  # candidates, accepted, seeded, and the subclass's own counts
-        rejected: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.qd: list[float] = []
         self.remeasure()
-        probes = [p for p in inputs["probes"] if str(p.get("knowledge_point")) in self.points]
+        self.parents = [p for p in inputs["probes"] if str(p.get("knowledge_point")) in self.points]
         # a point's skill as the task's items name it (the evaluation's accuracy per skill counts elites too)
         self.skills = {str(p["id"]): str(p.get("category") or "") for p in inputs["taxonomy"]}
-        self.skills |= {str(p["knowledge_point"]): str(p["skill"]) for p in probes if p.get("skill")}
-        if c.seed_from_probes:
-            self.tally["seeded"] += self.seed(probes)
-        qd = []
-        for iteration in range(c.iterations if self.archive.elites or probes else 0):
-            pairs = []
-            for _ in range(c.mutations):
-                parent = self.archive.sample_parent(rng).item if self.archive.elites else rng.choice(probes)
-                pairs.append((parent, self.archive.sample_target(rng, c.temperature, c.empty_bonus)))
-            batch: list[tuple[Cell, Record]] = []
-            for (parent, target), made in zip(pairs, self.mutate(pairs, rng, iteration), strict=True):
-                why = made if isinstance(made, str) else self.problem(made, parent)
-                if why:
-                    rejected[why] += 1
-                    continue
-                assert isinstance(made, dict)
-                self.known.add(question_key(made["instruction"]))
-                made["id"], self.made = f"archive-{self.made:05d}", self.made + 1
-                batch.append((self.cell_of(made, target), made))
-            self.tally["candidates"] += len(batch)
-            self.tally["accepted"] += self.offer(batch, iteration)
-            qd.append(self.archive.qd_score())
-        log: dict[str, object] = {"round": round, **self.tally}
-        log.update(
-            qd_score=self.archive.qd_score(),
-            coverage=self.archive.coverage(),
-            filled=len(self.archive.elites),
-            cells=len(self.archive.grid),
-            failing_cells=sum(e.fitness > 0 for e in self.archive.elites.values()),
-            rejected=dict(sorted(rejected.items())),
-            qd_by_iteration=qd,
+        self.skills |= {str(p["knowledge_point"]): str(p["skill"]) for p in self.parents if p.get("skill")}
+        if self.config.seed_from_probes:
+            self.tally["seeded"] += self.seed(self.parents)
+
+    def parents_exist(self) -> bool:
+        """Whether a mutation has a parent: an elite, or (while the archive is empty) a probe."""
+        return bool(self.archive.elites or self.parents)
+
+    def step(self, rng: random.Random, iteration: int, mutations: int) -> list[Record]:
+        """One MAP-Elites iteration of `mutations` candidates; returns those the student answered."""
+        c = self.config
+        pairs = []
+        for _ in range(mutations):
+            parent = self.archive.sample_parent(rng).item if self.archive.elites else rng.choice(self.parents)
+            pairs.append((parent, self.archive.sample_target(rng, c.temperature, c.empty_bonus)))
+        batch: list[tuple[Cell, Record]] = []
+        for (parent, target), made in zip(pairs, self.mutate(pairs, rng, iteration), strict=True):
+            why = made if isinstance(made, str) else self.problem(made, parent)
+            if why:
+                self.rejected[why] += 1
+                continue
+            assert isinstance(made, dict)
+            self.known.add(question_key(made["instruction"]))
+            made["id"], self.made = f"archive-{self.made:05d}", self.made + 1
+            batch.append((self.cell_of(made, target), made))
+        self.tally["candidates"] += len(batch)
+        self.tally["accepted"] += self.offer(batch, iteration)
+        self.qd.append(self.archive.qd_score())
+        return [item for _, item in batch]
+
+    def end(self) -> None:
+        """The round's line of the history, and the elites to keep."""
+        elites = self.archive.elites.values()
+        self.history.append(
+            {
+                "round": self.round,
+                **self.tally,
+                "qd_score": self.archive.qd_score(),
+                "coverage": self.archive.coverage(),
+                "filled": len(self.archive.elites),
+                "cells": len(self.archive.grid),
+                "failing_cells": sum(e.fitness > 0 for e in elites),
+                "rejected": dict(sorted(self.rejected.items())),
+                "qd_by_iteration": self.qd,
+            }
         )
-        self.history.append(log)
         self.rows = self.archive.to_json()
-        return self.asks(budget, rng)
 
     def grid(self) -> list[Cell]:
         """Every cell: point x style (where the style has a form for the point) x numeric bin."""
@@ -218,7 +241,7 @@ class _Rainbow(Plugin):
         if question_key(question) in self.known:
             return "known question"
         if sentence_bleu(question, str(parent["instruction"])) > self.config.bleu_max:
-            return f"bleu>{self.config.bleu_max}"
+            return "near copy of its parent"  # BLEU above bleu_max
         return ""
 
     def asks(self, budget: int, rng: random.Random) -> Proposal:
@@ -245,21 +268,21 @@ class _Rainbow(Plugin):
         """Whether a cell (point, style) can hold an item."""
         return True
 
+    @abstractmethod
     def remeasure(self) -> None:
         """The elites' fitness under the current student."""
-        raise NotImplementedError
 
+    @abstractmethod
     def seed(self, probes: Sequence[Record]) -> int:
         """Offer the last round's graded probes to their plain cells; how many took one."""
-        raise NotImplementedError
 
+    @abstractmethod
     def mutate(self, pairs: list[tuple[Record, Cell]], rng: random.Random, iteration: int) -> list[Record | str]:
         """Each parent mutated toward its target cell: the candidate item, or why there is none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def offer(self, batch: list[tuple[Cell, Record]], iteration: int) -> int:
         """The student answers the candidates; each is offered to its cell. How many took a cell."""
-        raise NotImplementedError
 
 
 # -- on the task world: code mutators, the oracle's fitness ------------------------------------------

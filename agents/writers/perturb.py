@@ -23,7 +23,7 @@ class PerturbConfig(GeneratorConfig):
     """The generator's draws, reworded."""
 
     styles: list[str] = Field(
-        default_factory=lambda: [s for s in STYLES if s != "plain"],
+        [s for s in STYLES if s != "plain"],
         description=f"styles drawn for items of a weighted proposal (known: {', '.join(STYLES)}); an ask that "
         "names its own style uses that one",
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -223,7 +224,7 @@ def test_a_round_fills_the_archive_with_oracle_valid_failures_and_asks_from_them
     assert all(a.parent["style"] != "plain" and a.context["style"] == a.parent["style"] for a in proposal.asks)
     metrics = plan.metrics()
     assert metrics["archive/qd_score"] == log["qd_score"] and metrics["archive/coverage"] == log["coverage"]
-    assert all(f"archive/rejected/{k.replace(' ', '_')}" in metrics for k in log["rejected"])
+    assert all(f"archive/rejected/{re.sub(r'[^a-z0-9]+', '_', k)}" in metrics for k in log["rejected"])
     probes = plan.probes()
     assert len(probes) == len(elites) and all(p["source"] == "archive" and p["output"] for p in probes)
     plan.config.probes = "failing"
@@ -236,7 +237,7 @@ def test_the_bleu_filter_drops_a_near_copy_of_its_parent() -> None:
     parent = {"instruction": "Ben is 12 years old. What is 47 + 8?"}
     near = {"instruction": "Ben is 30 years old. What is 47 + 6?"}
     assert sentence_bleu(near["instruction"], parent["instruction"]) > 0.6
-    assert plan.problem(near, parent) == "bleu>0.6"
+    assert plan.problem(near, parent) == "near copy of its parent"
     assert plan.problem({"instruction": "Add 47 and 6."}, parent) == ""
     plan.known = {question_key("Add 47 and 6.")}
     assert plan.problem({"instruction": "Add 47 and 6."}, parent) == "known question"
@@ -264,7 +265,7 @@ def test_a_numeric_axis_puts_each_candidate_in_its_measured_bin() -> None:
     state = plan.state()
     assert state is not None and state["elites"]
     for row in state["elites"]:
-        digits = max((len(n) for n in __import__("re").findall(r"\d+", row["item"]["base"])), default=0)
+        digits = max((len(n) for n in re.findall(r"\d+", row["item"]["base"])), default=0)
         assert row["cell"][2] == ("<=1" if digits <= 1 else "<=2" if digits <= 2 else ">2")
 
 
