@@ -6,7 +6,6 @@ The resolved config is saved into the run directory (`config.yaml`) by the run s
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core import plugins
 from core.plugins import slot as plugin_slot
 from loop.legacy import migrate
+from trainers.training import TrainingConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
@@ -315,70 +315,6 @@ class IFDConfig(_Node):
         if value.endswith(".gguf") or value.startswith(("/", ".", "~")):
             raise ValueError(f"no model at {value!r} (a folder or .gguf file that does not exist)")
         return value  # a hub name: loaded (from the local cache) when the first round scores
-
-
-class TrainingConfig(_Node):
-    """SFT of the student with DeepSpeed."""
-
-    from_base: bool = Field(True, description="retrain from the base each round (LLM2LLM) or continue")
-    epochs: float | None = Field(None, gt=0, description="passes over the pool; or set max_steps")
-    max_steps: int | None = Field(300, ge=1)
-    micro_batch_size: int = Field(16, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    group_by_length: bool = Field(False, description="batch rows of similar length (less padding, less mixing)")
-    gradient_checkpointing: bool = Field(
-        False, description="recompute activations in the backward pass: far less activation memory, ~1/3 more compute"
-    )
-    zero_stage: Literal[0, 1, 2, 3] = 0
-    deepspeed_config: str | None = Field(
-        None,
-        description="a DeepSpeed JSON whose 'auto' values this section fills (default configs/deepspeed/zero<stage>"
-        ".json); a relative path is read from the working directory, else from configs/",
-    )
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    launcher: Literal["auto", "python", "deepspeed"] = "auto"
-    num_gpus: int | None = Field(None, ge=1)
-    hostfile: str | None = Field(
-        None, description="a DeepSpeed hostfile ('node slots=8' lines): train on its nodes through pdsh/ssh"
-    )
-
-    @field_validator("hostfile")
-    @classmethod
-    def _hostfile_is_there(cls, value: str | None) -> str | None:
-        # DeepSpeed's launcher trains on this node alone, with a warning, when the hostfile is missing; the
-        # trainer also runs from the package root, where a relative path would name another file.
-        if value is None:
-            return None
-        path = Path(value)
-        if not path.is_file():
-            raise ValueError(f"no such file: {path} (DeepSpeed would silently train on this node alone)")
-        return str(path.absolute())
-
-    @model_validator(mode="after")
-    def _one_budget(self) -> TrainingConfig:
-        if (self.epochs is None) == (self.max_steps is None):
-            raise ValueError("set exactly one of epochs and max_steps (the other to null)")
-        if self.deepspeed_config is not None:
-            path = Path(self.deepspeed_config)
-            found = next((p for p in (path, CONFIG_DIR / path) if p.is_file()), None)
-            if found is None:
-                raise ValueError(f"deepspeed_config {path}: no such file (here or in {CONFIG_DIR})")
-            try:
-                stage = json.loads(found.read_text()).get("zero_optimization", {}).get("stage", "auto")
-            except (json.JSONDecodeError, AttributeError) as err:
-                raise ValueError(f"deepspeed_config {found}: not a JSON object ({err})") from err
-            if stage not in ("auto", self.zero_stage):
-                raise ValueError(
-                    f"deepspeed_config {found} sets ZeRO stage {stage} but zero_stage is {self.zero_stage}"
-                )
-            # Stored resolved, so the run directory's config.yaml still finds it on resume from elsewhere.
-            object.__setattr__(self, "deepspeed_config", str(found.resolve()))
-        return self
 
 
 class TrackingConfig(_Node):

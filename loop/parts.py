@@ -21,11 +21,12 @@ from agents.llm.teacher import LLMTeacher
 from agents.teacher import OracleFirst, WorldOracle
 from core import plugins
 from core.ifd import IFDScore
+from core.jobs import run_job
 from core.jsonl import read_jsonl, write_jsonl
 from core.plugins import Parts, PluginConfig
 from core.records import Record
 from loop.config import RunConfig
-from loop.student import in_child, resolve_device, run_child
+from loop.student import in_child, resolve_device
 from loop.tasks import Task
 
 
@@ -146,6 +147,7 @@ def teacher_for(cfg: RunConfig, client: Chat | None, task: Task) -> LLMTeacher |
 
 def score_ifd(cfg: RunConfig, model_dir: Path | str, items: Sequence[Record], reverse: bool = False) -> list[IFDScore]:
     """IFD (or r-IFD) of items by a student: in a child process on GPUs (student.inference_process), else here."""
+    from trainers.ifd import IFDJob
     from trainers.ifd import score_ifd as score
     from trainers.tiny import load_student
 
@@ -155,10 +157,17 @@ def score_ifd(cfg: RunConfig, model_dir: Path | str, items: Sequence[Record], re
             data, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
             fields = ("instruction", "input", "output")
             write_jsonl(data, [{f: i[f] for f in fields if f in i} for i in items])
-            args = ["--model", str(model_dir), "--data", str(data), "--out", str(out), "--template", s.template]
-            args += ["--max-length", str(s.max_length), "--batch-size", str(cfg.ifd.batch_size)]
-            args += ["--device", resolve_device(s.device), *(["--reverse"] if reverse else [])]
-            run_child("trainers.ifd", args, "IFD scoring")
+            job = IFDJob(
+                model=str(model_dir),
+                data=str(data),
+                out=str(out),
+                template=s.template,
+                max_length=s.max_length,
+                batch_size=cfg.ifd.batch_size,
+                device=resolve_device(s.device),
+                reverse=reverse,
+            )
+            run_job("trainers.ifd", job, Path(tmp), "IFD scoring")
             rows = read_jsonl(out).rows
         pre = "r" if reverse else ""
         fields = (f"{pre}loss_cond", f"{pre}loss_alone", f"{pre}ifd")

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from core.children import tie_to_parent
-from core.secrets import without_secrets
+from core.jobs import run_job
 from loop.config import RunConfig
 from loop.console import progress_bar
 from loop.evaluate import answer_items
 from loop.store import read_jsonl, write_jsonl
 from loop.tracking import Tracker
-from trainers.inference import make_generator
+from trainers.inference import InferenceJob, make_generator
 from trainers.sft import SFTJob, launch_sft
 from trainers.tiny import TinySpec, build_tiny_student
 
@@ -55,40 +50,6 @@ def in_child(cfg: RunConfig) -> bool:
     return mode == "child" or (mode == "auto" and torch.cuda.is_available())
 
 
-def run_child(module: str, args: list[str], label: str, on_line: Callable[[str], None] | None = None) -> None:
-    """`python -m module args` with this package importable; each output line goes to `on_line`.
-
-    stdout and stderr are one pipe (vLLM logs to stdout, tracebacks go to stderr), read as it comes, so a
-    chatty child never blocks on a full pipe. A failure raises with the output's tail; an interrupt kills
-    the child first.
-    """
-    root = str(Path(__file__).resolve().parents[1])
-    env = without_secrets(
-        {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    )
-    tie_to_parent(env)  # the child exits if this process is killed (see core.children)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    tail: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail = [*tail[-39:], line.rstrip()]
-            if on_line is not None:
-                on_line(line)
-        code = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if code != 0:
-        raise RuntimeError(
-            f"{label}: the child process `python -m {module} {' '.join(args)}` failed (exit {code}); "
-            "the end of its output:\n" + "\n".join(tail)
-        )
-
-
 def evaluate(
     cfg: RunConfig, model_dir: Path, items: list[dict[str, object]], label: str, stop: Sequence[str] = ("\n",)
 ) -> list[dict]:
@@ -119,64 +80,48 @@ def _engine(cfg: RunConfig) -> dict[str, object]:
 def _evaluate_in_child(
     cfg: RunConfig, model_dir: Path, items: list[dict[str, object]], label: str, stop: Sequence[str]
 ) -> list[dict]:
-    """The same answers from `python -m trainers.inference JOB.json`, which returns the accelerator when it exits."""
+    """The same answers from `python -m trainers.inference JOB.json RESULT.json`, which returns the accelerator
+    when it exits."""
     with tempfile.TemporaryDirectory(prefix="gaploop-infer-") as tmp, progress_bar() as bar:
         task = bar.add_task(label, total=len(items), info="child process")
         rows = [{"instruction": i["instruction"], "input": i.get("input") or ""} for i in items]
         write_jsonl(Path(tmp) / "in.jsonl", rows)
-        job = {
-            "model": str(model_dir),
-            "input": str(Path(tmp) / "in.jsonl"),
-            "output": str(Path(tmp) / "out.jsonl"),
-            "backend": cfg.student.inference_backend,
-            "device": resolve_device(cfg.student.device),
-            "template": cfg.student.template,
-            "max_new_tokens": cfg.student.max_new_tokens,
-            "stop": list(stop),
-            "engine": _engine(cfg),
-            "rows_per_call": 128,  # answer_items' chunk: the generator sees the same calls as inline (vLLM needs many)
-        }
-        (Path(tmp) / "job.json").write_text(json.dumps(job))
+        job = InferenceJob(
+            model=str(model_dir),
+            input=str(Path(tmp) / "in.jsonl"),
+            output=str(Path(tmp) / "out.jsonl"),
+            backend=cfg.student.inference_backend,
+            device=resolve_device(cfg.student.device),
+            template=cfg.student.template,
+            max_new_tokens=cfg.student.max_new_tokens,
+            stop=list(stop),
+            engine=_engine(cfg),
+            rows_per_call=128,  # answer_items' chunk: the generator sees the same calls as inline (vLLM needs many)
+        )
 
         def on_line(line: str) -> None:
             done = re.search(r"(\d+)/\d+ rows", line)
             if done:
                 bar.update(task, completed=int(done.group(1)))
 
-        run_child("trainers.inference", [str(Path(tmp) / "job.json")], label, on_line)
+        run_job("trainers.inference", job, Path(tmp), label, on_line)
         answers = read_jsonl(Path(tmp) / "out.jsonl").rows
     return [{**item, "prediction": a["prediction"]} for item, a in zip(items, answers, strict=True)]
 
 
 def sft_job(cfg: RunConfig, start: Path, data: Path, out: Path) -> SFTJob:
-    """The DeepSpeed SFT job the training phase runs for this config."""
-    t = cfg.training
+    """The DeepSpeed SFT job the training phase runs for this config: the run's training section as is."""
     # Absolute paths: the trainer runs from the package root (and, over a hostfile, on other nodes), not
     # from where the run was started; a hub name stays a name.
     return SFTJob(
         model_path=str(start.resolve()) if start.exists() else str(start),
         data_path=str(data.resolve()),
         output_dir=str(out.resolve()),
+        training=cfg.training,
         template=cfg.student.template,
         max_length=cfg.student.max_length,
-        epochs=t.epochs,
-        max_steps=t.max_steps,
-        micro_batch_size=t.micro_batch_size,
-        grad_accum=t.grad_accum,
-        lr=t.lr,
-        lr_schedule=t.lr_schedule,
-        warmup_ratio=t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
         seed=cfg.seed,
-        zero_stage=t.zero_stage,
-        deepspeed_config=t.deepspeed_config,
-        precision=t.precision,
         log_every=5,
-        # Length-grouped batches would be nearly one task type each on the task world (lengths differ
-        # by task); shuffled batches mix tasks, which trains the tiny student far better.
-        group_by_length=t.group_by_length,
-        gradient_checkpointing=t.gradient_checkpointing,
     )
 
 
@@ -193,7 +138,6 @@ def train_student(
 
     Training curves go to the tracker under a global step that keeps counting across rounds.
     """
-    t = cfg.training
     job = sft_job(cfg, start, data, out)
     offset = 0
     if tracker is not None:
@@ -208,7 +152,7 @@ def train_student(
             if tracker is not None:
                 tracker.log({"train/loss": ev["loss"], "train/lr": ev.get("lr")}, step=offset + int(ev["step"]))
 
-        res = launch_sft(job, launcher=t.launcher, num_gpus=t.num_gpus, hostfile=t.hostfile, on_progress=on_progress)
+        res = launch_sft(job, on_progress=on_progress)
     return {
         "steps": res.steps,
         "first_loss": res.first_loss,

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.jsonl import write_jsonl  # noqa: E402
 from trainers.sft import SFTJob, launch_sft  # noqa: E402
+from trainers.training import TrainingConfig  # noqa: E402
 
 # Published shapes (the models' config.json files). Llama 3.2 1B ties its embeddings, as SmolLM2 does.
 ARCHS: dict[str, dict[str, object]] = {
@@ -157,12 +158,14 @@ def main() -> None:
                 output_dir=str(out),
                 template="chat",
                 max_length=args.seq,
-                max_steps=args.steps,
-                micro_batch_size=b,
-                lr=1e-5,
-                zero_stage=args.zero,
-                gradient_checkpointing=ckpt == "on",
-                group_by_length=False,
+                training=TrainingConfig(
+                    max_steps=args.steps,
+                    micro_batch_size=b,
+                    lr=1e-5,
+                    zero_stage=args.zero,
+                    gradient_checkpointing=ckpt == "on",
+                    group_by_length=False,
+                ),
             )
             t0 = time.perf_counter()
             res = launch_sft(job)

@@ -34,6 +34,7 @@ from core.models import resolve_model  # noqa: E402
 from trainers.ifd import score_ifd  # noqa: E402
 from trainers.sft import SFTJob, launch_sft  # noqa: E402
 from trainers.tiny import TinySpec, build_tiny_student, count_parameters, load_student  # noqa: E402
+from trainers.training import TrainingConfig  # noqa: E402
 
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k_train.jsonl"
 PROXY_SPEC = TinySpec(
@@ -104,16 +105,12 @@ def tiny_proxies(work: Path, args: argparse.Namespace) -> list[tuple[str, str]]:
             output_dir=str(work / "sft"),
             template="plain",
             max_length=args.max_length,
-            epochs=None,
-            max_steps=args.sft_steps,
-            micro_batch_size=16,
-            grad_accum=1,
-            lr=3e-3,
-            warmup_ratio=0.05,
-            zero_stage=0,
+            training=TrainingConfig(
+                max_steps=args.sft_steps, micro_batch_size=16, lr=3e-3, warmup_ratio=0.05, launcher="python"
+            ),
         )
         t0 = time.perf_counter()
-        result = launch_sft(job, launcher="python")
+        result = launch_sft(job)
         print(
             f"tiny proxy SFT: {args.sft_steps} steps on {len(other)} other GSM8K rows, loss {result.first_loss:.2f} -> "
             f"{result.tail_loss:.2f}, {time.perf_counter() - t0:.0f} s",

@@ -5,7 +5,7 @@ Superfiltering). `reference_ifd` re-implements Superfiltering's per-sample loop
 (`code_ifd/data_analysis.py`) as the yardstick; `score_ifd` produces the same numbers from the same
 token ids, but runs both passes in padded, length-sorted batches and applies the LM head only where a
 next token is a label. `select_by_ifd` keeps the hardest still-aligned items, and `score_file` is the
-JSONL-in, JSONL-out face the CLI calls.
+JSONL-in, JSONL-out face the CLI and the child job (`IFDJob`) call.
 
 Departures from the releases, on purpose: `ifd` is the loss ratio (Superfiltering selects on the
 perplexity ratio, `IFDScore.ifd_ppl`; both are < 1 exactly when s(A | Q) < s(A), so the threshold
@@ -15,19 +15,21 @@ and a reason instead of the release's silent 0.
 
 from __future__ import annotations
 
-import json
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from core.children import watch_parent
 from core.ifd import IFDScore
+from core.jobs import Job, child_main
 from core.jsonl import iter_jsonl, write_jsonl
 from trainers.templates import TEMPLATES, format_prompt
 
@@ -415,29 +417,32 @@ def score_file(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry of `python -m trainers.ifd --model M --data IN.jsonl --out OUT.jsonl [...]`: the loop scores IFD in
-    a child process on GPUs, so the model's accelerator memory is handed back when it exits."""
-    import argparse
+class IFDJob(Job):
+    """What `python -m trainers.ifd JOB.json RESULT.json` scores (see `score_file`); the result is its summary.
 
-    parser = argparse.ArgumentParser(prog="python -m trainers.ifd", description=main.__doc__)
-    parser.add_argument(
-        "--model", required=True, help="HF folder, hub name, model alias (smollm2-135m-instruct) or .gguf file"
+    The loop scores IFD in a child process on GPUs, so the model's accelerator memory is handed back when it exits.
+    """
+
+    model: str  # HF folder, hub name, model alias (smollm2-135m-instruct) or .gguf file
+    data: str  # JSONL of {instruction, [input], output}
+    out: str  # the same rows with the IFD fields
+    template: Literal["plain", "alpaca", "chat"] = "plain"
+    max_length: int = Field(512, ge=2)
+    batch_size: int = Field(8, ge=1)
+    device: str | None = None
+    reverse: bool = False  # also r-IFD (rifd, rloss_cond, rloss_alone)
+
+
+def score_job(job: IFDJob) -> dict[str, object]:
+    """Score the job's file (the child's work)."""
+    return dict(
+        score_file(job.model, job.data, job.out, job.template, job.max_length, job.batch_size, job.device, job.reverse)
     )
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--template", default="plain")
-    parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--reverse", action="store_true", help="also r-IFD (rifd, rloss_cond, rloss_alone)")
-    args = parser.parse_args(argv)
-    watch_parent()
-    summary = score_file(
-        args.model, args.data, args.out, args.template, args.max_length, args.batch_size, args.device, args.reverse
-    )
-    print(json.dumps(summary))
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry of `python -m trainers.ifd JOB.json RESULT.json` (core/jobs.py)."""
+    return child_main(IFDJob, score_job, list(sys.argv[1:] if argv is None else argv), "trainers.ifd")
 
 
 if __name__ == "__main__":

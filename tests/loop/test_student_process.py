@@ -55,7 +55,7 @@ def test_a_failing_child_names_itself_and_shows_its_error(tmp_path: Path) -> Non
     assert f"FileNotFoundError: cannot load a model from {missing}" in str(err.value)
     with pytest.raises(RuntimeError) as err:
         score_ifd(cfg, missing, [{"instruction": "1+1", "output": "2"}])
-    assert str(err.value).startswith("IFD scoring: the child process `python -m trainers.ifd --model ")
+    assert str(err.value).startswith("IFD scoring: the child process `python -m trainers.ifd ")
     assert f"FileNotFoundError: cannot load a model from {missing}" in str(err.value)
 
 

@@ -115,17 +115,19 @@ def test_under_the_deepspeed_launcher_every_rank_stops(sig: signal.Signals, tmp_
         from core.children import stop_on_signals
         from trainers.sft import SFTJob, launch_sft
         from trainers.tiny import TinySpec, build_tiny_student
+        from trainers.training import TrainingConfig
         root = Path({str(tmp_path)!r})
         items = generate_items(0, {{p: 12 for p in points_for()[:4]}})
         texts = [i["instruction"] + "\\n" + i["output"] for i in items]
         spec = TinySpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
         build_tiny_student(root / "base", texts, spec)
         (root / "data.jsonl").write_text("".join(json.dumps(i) + "\\n" for i in items))
+        training = TrainingConfig(max_steps=100000, micro_batch_size=4, launcher="deepspeed")
         job = SFTJob(model_path=str(root / "base"), data_path=str(root / "data.jsonl"), output_dir=str(root / "out"),
-                     max_length=48, epochs=None, max_steps=100000, micro_batch_size=4, grad_accum=1, zero_stage=0)
+                     max_length=48, training=training)
         with stop_on_signals():
             try:
-                launch_sft(job, launcher="deepspeed")
+                launch_sft(job)
             except KeyboardInterrupt:
                 sys.exit(3)
     """
@@ -214,6 +216,7 @@ def test_resume_stops_an_orphaned_trainer_before_redoing_its_job(tmp_path: Path)
     from agents.tasks.world import generate_items, points_for
     from trainers.sft import SFTJob, launch_sft
     from trainers.tiny import TinySpec, build_tiny_student
+    from trainers.training import TrainingConfig
 
     items = generate_items(0, {p: 12 for p in points_for()[:4]})
     build_tiny_student(
@@ -231,13 +234,9 @@ def test_resume_stops_an_orphaned_trainer_before_redoing_its_job(tmp_path: Path)
         data_path=str(tmp_path / "data.jsonl"),
         output_dir=str(out),
         max_length=48,
-        epochs=None,
-        max_steps=3,
-        micro_batch_size=4,
-        grad_accum=1,
-        zero_stage=0,
+        training=TrainingConfig(max_steps=3, micro_batch_size=4, launcher="python"),
     )
-    result = launch_sft(job, launcher="python")
+    result = launch_sft(job)
     assert orphan.poll() is not None, "the orphan still runs beside the new trainer"
     assert result.steps == 3 and not (out / "sft.pid").exists()
     assert [r["step"] for r in rows(out / "progress.jsonl") if r.get("event") == "step"] == [1, 2, 3]

@@ -13,17 +13,18 @@ import pytest
 import torch
 
 from agents.tasks.world import generate_items
+from core.generation import Sampling
+from core.jobs import read_job
 from core.text import cut_at_stop
 from trainers.inference import (
     InferenceJob,
-    StopOnTextOrEos,
     TransformersGenerator,
     generate_answers,
     make_generator,
     run_job,
     vllm_installed,
 )
-from trainers.templates import encode_pair, format_prompt
+from trainers.templates import encode_pair, encode_text, format_prompt
 from trainers.tiny import TinySpec, build_tiny_student, load_student
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,18 +144,20 @@ def test_max_new_tokens_is_respected(
     assert one == [str(it["output"])[0] for it in two_digit]
 
 
-def test_stopping_criterion_marks_sequences_done_on_eos_or_stop(generator: TransformersGenerator) -> None:
-    tok = generator.tokenizer
-    eos = tok.eos_token_id
-    prompt = tok("What is", add_special_tokens=False)["input_ids"]
-    crit = StopOnTextOrEos(tok, len(prompt), ["\n"], {eos})
-    a = prompt + tok("12", add_special_tokens=False)["input_ids"]
-    b = prompt + tok("1\n", add_special_tokens=False)["input_ids"]
-    c = prompt + tok("1", add_special_tokens=False)["input_ids"] + [eos]
-    width = max(map(len, (a, b, c)))
-    pad = tok.pad_token_id
-    batch = torch.tensor([[pad] * (width - len(x)) + x for x in (a, b, c)])
-    assert crit(batch).tolist() == [False, True, True]
+def test_the_decoder_says_which_texts_ended_and_which_max_tokens_cut(
+    trained: tuple[Path, list[dict[str, object]]], generator: TransformersGenerator
+) -> None:
+    _, items = trained
+    two_digit = [it for it in items if it["skill"] == "multiplication" and len(str(it["output"])) == 2][:3]
+    ids = [encode_text(generator.tokenizer, format_prompt(TEMPLATE, str(it["instruction"]))) for it in two_digit]
+    full = generator.decoder.complete(ids, [Sampling(max_tokens=8, stop=("\n",))] * len(ids))
+    cut = generator.decoder.complete(ids, [Sampling(max_tokens=1, stop=("\n",))] * len(ids))
+    assert [c.texts for c in full] == [[it["output"]] for it in two_digit]
+    assert all(c.finished == [True] for c in full) and all(c.finished == [False] for c in cut)
+    assert [c.prompt_tokens for c in full] == [len(x) for x in ids] and all(c.completion_tokens == 1 for c in cut)
+    # Greedy samples are all alike: one row is decoded and copied n times.
+    (three,) = generator.decoder.complete(ids[:1], [Sampling(max_tokens=8, n=3)])
+    assert three.texts == [two_digit[0]["output"]] * 3 and three.finished == [True] * 3
 
 
 def test_make_generator_picks_and_explains_backends(
@@ -201,16 +204,18 @@ def test_job_entry_writes_rows_with_predictions(
 
     model_dir, items = trained
     job = _write_job(tmp_path, model_dir, items, "transformers")
-    assert main([str(job)]) == 0
-    out, err = capsys.readouterr()
-    assert json.loads(out)["rows"] == len(items)
+    assert main([str(job), str(tmp_path / "result.json")]) == 0
+    _, err = capsys.readouterr()
+    assert json.loads((tmp_path / "result.json").read_text())["rows"] == len(items)
     assert "batch 3/3" in err
     rows = _read(tmp_path / "pred_transformers.jsonl")
     assert [r["prediction"] for r in rows] == [it["output"] for it in items]
     assert all(r["id"] == it["id"] for r, it in zip(rows, items, strict=True))
     assert not list(tmp_path.glob(".*.tmp")), "the temporary file must be renamed, not left behind"
-    with pytest.raises(ValueError, match="unknown field.*temperature"):
-        InferenceJob.from_dict({"model": "m", "input": "i", "output": "o", "temperature": 0.7})
+    (tmp_path / "bad.json").write_text(json.dumps({"model": "m", "input": "i", "output": "o", "temperature": 0.7}))
+    assert main([str(tmp_path / "bad.json"), str(tmp_path / "bad_result.json")]) == 2
+    assert "temperature: Extra inputs are not permitted" in capsys.readouterr().err
+    assert not (tmp_path / "bad_result.json").exists()
 
 
 @pytest.mark.vllm
@@ -223,7 +228,7 @@ def test_vllm_backend_agrees_with_transformers(trained: tuple[Path, list[dict[st
     # job entry, whose `if __name__ == "__main__":` guard keeps the workers from starting engines.
     job = _write_job(tmp_path, model_dir, rows, "vllm")
     proc = subprocess.run(
-        [sys.executable, "-m", "trainers.inference", str(job)],
+        [sys.executable, "-m", "trainers.inference", str(job), str(tmp_path / "result.json")],
         cwd=REPO,
         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
         capture_output=True,
@@ -231,10 +236,10 @@ def test_vllm_backend_agrees_with_transformers(trained: tuple[Path, list[dict[st
         timeout=300,
     )
     assert proc.returncode == 0, f"vLLM job failed:\n{proc.stderr[-4000:]}"
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = json.loads((tmp_path / "result.json").read_text())
     assert summary["backend"] == "vllm" and summary["rows"] == len(rows)
     vllm_pred = [str(r["prediction"]) for r in _read(tmp_path / "pred_vllm.jsonl")]
-    run_job(InferenceJob.from_dict(json.loads(_write_job(tmp_path, model_dir, rows, "transformers").read_text())))
+    run_job(read_job(InferenceJob, _write_job(tmp_path, model_dir, rows, "transformers")))
     hf_pred = [str(r["prediction"]) for r in _read(tmp_path / "pred_transformers.jsonl")]
     n = len(items)
     # Memorised items have confident logits: both backends must give exactly the learned answers.

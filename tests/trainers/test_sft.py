@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from agents.tasks.world import generate_items, points_for
+from core.jobs import read_job, write_job
 from trainers import sft
 from trainers.sft import (
     SFTError,
@@ -24,6 +25,7 @@ from trainers.sft import (
     train_sft,
 )
 from trainers.tiny import TinySpec, build_tiny_student, load_student
+from trainers.training import TrainingConfig
 
 SPEC = TinySpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
 
@@ -40,21 +42,28 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 
 def make_job(base: Path, data: Path, out: Path, **overrides: object) -> SFTJob:
-    job = SFTJob(
+    """A small job; an override names a field of the job or of its training section."""
+    training: dict[str, object] = {
+        "epochs": None,
+        "max_steps": 24,
+        "micro_batch_size": 8,
+        "grad_accum": 2,
+        "lr": 3e-3,
+        "warmup_ratio": 0.1,
+        "zero_stage": 0,
+        "launcher": "python",
+    }
+    training.update({k: v for k, v in overrides.items() if k in TrainingConfig.model_fields})
+    job = {k: v for k, v in overrides.items() if k not in TrainingConfig.model_fields}
+    return SFTJob(
         model_path=str(base),
         data_path=str(data),
         output_dir=str(out),
+        training=TrainingConfig(**training),
         template="plain",
         max_length=48,
-        epochs=None,
-        max_steps=24,
-        micro_batch_size=8,
-        grad_accum=2,
-        lr=3e-3,
-        warmup_ratio=0.1,
-        zero_stage=0,
+        **job,
     )
-    return replace(job, **overrides)
 
 
 @pytest.mark.parametrize("stage", [0, 2, 3])
@@ -118,7 +127,7 @@ def test_gradient_checkpointing_trains_the_same_run(setup: tuple[Path, Path, Pat
 def test_launch_sft_in_a_child_reports_progress(setup: tuple[Path, Path, Path]) -> None:
     root, base, data = setup
     events: list[dict[str, object]] = []
-    result = launch_sft(make_job(base, data, root / "child", max_steps=6), launcher="python", on_progress=events.append)
+    result = launch_sft(make_job(base, data, root / "child", max_steps=6), on_progress=events.append)
     assert [e["step"] for e in events] == [1, 2, 3, 4, 5, 6]
     assert result.steps == 6 and Path(result.model_dir, "model.safetensors").exists()
     # The loop's memory peaks travel back with the result: a torch process holds far more than 100 MB.
@@ -143,11 +152,7 @@ def test_launch_sft_kills_the_child_on_interrupt(
 
     monkeypatch.setattr(sft.subprocess, "Popen", recording_popen)
     with pytest.raises(KeyboardInterrupt):
-        launch_sft(
-            make_job(base, data, root / "interrupted", max_steps=500),
-            launcher="python",
-            on_progress=interrupt,
-        )
+        launch_sft(make_job(base, data, root / "interrupted", max_steps=500), on_progress=interrupt)
     assert procs and procs[0].poll() is not None
 
 
@@ -158,11 +163,12 @@ def test_bad_row_names_file_and_line(setup: tuple[Path, Path, Path], tmp_path: P
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'output'"):
         sft.run_sft(make_job(base, bad, tmp_path / "out"))
     with pytest.raises(SFTError, match=r"bad\.jsonl:2"):
-        launch_sft(make_job(base, bad, tmp_path / "child"), launcher="python")
+        launch_sft(make_job(base, bad, tmp_path / "child"))
 
 
 def test_ds_config_fills_auto_and_rejects_conflicts(tmp_path: Path) -> None:
-    job = SFTJob(model_path="m", data_path="d", output_dir="o", micro_batch_size=4, grad_accum=3, zero_stage=3)
+    training = TrainingConfig(micro_batch_size=4, grad_accum=3, zero_stage=3)
+    job = SFTJob(model_path="m", data_path="d", output_dir="o", training=training)
     config = build_ds_config(job, world_size=2, hidden_size=64)
     assert config["train_batch_size"] == 24 and config["gradient_accumulation_steps"] == 3
     assert config["zero_optimization"]["stage"] == 3
@@ -172,7 +178,8 @@ def test_ds_config_fills_auto_and_rejects_conflicts(tmp_path: Path) -> None:
     fixed = tmp_path / "fixed.json"
     fixed.write_text(json.dumps({"train_micro_batch_size_per_gpu": 16}))
     with pytest.raises(ValueError, match="train_micro_batch_size_per_gpu is 16"):
-        build_ds_config(replace(job, deepspeed_config=str(fixed)), world_size=1, hidden_size=64)
+        custom = job.model_copy(update={"training": training.model_copy(update={"deepspeed_config": str(fixed)})})
+        build_ds_config(custom, world_size=1, hidden_size=64)
 
 
 def test_batches_are_seeded_and_cover_every_row() -> None:
@@ -191,13 +198,19 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert lr_lambda("constant", 1, 10)(8) == 1.0
 
 
-def test_job_length_is_max_steps_else_epochs() -> None:
-    with pytest.raises(ValueError, match="needs max_steps or epochs > 0"):
-        SFTJob(model_path="m", data_path="d", output_dir="o", epochs=None)
-    job = SFTJob(model_path="m", data_path="d", output_dir="o", epochs=2.0, micro_batch_size=4, grad_accum=2)
+def test_job_length_is_max_steps_else_epochs(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="set exactly one of epochs and max_steps"):
+        TrainingConfig(epochs=None, max_steps=None)
+    training = TrainingConfig(epochs=2.0, max_steps=None, micro_batch_size=4, grad_accum=2)
+    job = SFTJob(model_path="m", data_path="d", output_dir="o", training=training)
     assert count_total_steps(job, n_rows=30, world_size=1) == 8  # 2 epochs x 8 micro-batches / 2
-    assert count_total_steps(replace(job, max_steps=7), n_rows=30, world_size=1) == 7
-    assert SFTJob.from_json(job.to_json()) == job
+    steps = TrainingConfig(epochs=None, max_steps=7)
+    assert count_total_steps(job.model_copy(update={"training": steps}), n_rows=30, world_size=1) == 7
+    # The job travels to its child as JSON and comes back equal; a stray field is named.
+    assert read_job(SFTJob, write_job(tmp_path / "job.json", job)) == job
+    (tmp_path / "bad.json").write_text(json.dumps({**job.model_dump(mode="json"), "lrr": 1}))
+    with pytest.raises(ValueError, match=r"bad\.json \(SFTJob\): lrr: Extra inputs are not permitted"):
+        read_job(SFTJob, tmp_path / "bad.json")
 
 
 def test_extension_dir_per_environment_and_orphaned_build_lock_removed(tmp_path: Path) -> None:
