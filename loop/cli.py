@@ -306,8 +306,8 @@ def compare(
 
 @app.command()
 def demo(config: ConfigArg = None, overrides: OverridesArg = None) -> None:
-    """Student-side demo on the embedded default: build a tiny student, train it with DeepSpeed,
-    evaluate on held-out items, score IFD, log to W&B (offline without an API key)."""
+    """Round 0 of the loop (build the student, train it with DeepSpeed, evaluate on held-out items), then the
+    untrained base's accuracy and the trained student's IFD over the seed; logged to W&B (offline without a key)."""
     cfg = _config(config, overrides)
     _quiet_libraries()
     from loop.demo import run_demo

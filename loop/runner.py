@@ -11,7 +11,7 @@ stage is the config's choice of plugins; this file never asks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,19 +66,20 @@ class Runner:
         return self.tracker
 
     # -- the loop ----------------------------------------------------------------------------------
-    def execute(self) -> list[Round]:
-        """Run (or continue) rounds until a stopping rule fires; returns every round's summary."""
+    @contextmanager
+    def session(self, tags: Sequence[str] = ()) -> Iterator[Tracker]:
+        """The run directory locked and the tracker open (W&B resumed where the run has one), for its rounds."""
         with self.store.lock():
             t = self.cfg.tracking
             run_id = self.store.manifest.get("wandb_run_id")
             self.tracker = Tracker(
                 self.root, self.config, mode=t.wandb_mode, project=t.project, entity=t.entity,
-                name=self.root.name, tags=list(t.tags), run_id=run_id,  # type: ignore[arg-type]
+                name=self.root.name, tags=[*tags, *t.tags], run_id=run_id,  # type: ignore[arg-type]
             )  # fmt: skip
             if self.tracker.run_id and not run_id:
                 self.store.set_field("wandb_run_id", self.tracker.run_id)
             try:
-                rounds = self._rounds()
+                yield self.tracker
             finally:
                 self.tracker.finish()
                 if isinstance(self._client, LLMClient):
@@ -87,6 +88,11 @@ class Runner:
             console.print(
                 f"W&B run written offline; upload with: wandb sync {self.root}/wandb/offline-run-*", soft_wrap=True
             )
+
+    def execute(self) -> list[Round]:
+        """Run (or continue) rounds until a stopping rule fires; returns every round's summary."""
+        with self.session():
+            rounds = self._rounds()
         from loop.run_report import write_run_report  # matplotlib loads only here, once the rounds are done
 
         report = write_run_report(self.root)
@@ -172,14 +178,21 @@ class Runner:
         return {k[len(prefix) :]: v for k, v in entries if k.startswith(prefix) and v.get("status") == "done"}
 
 
+def create_run(cfg: RunConfig, task: Task | None = None) -> tuple[RunStore, Task]:
+    """A new run directory for `cfg`, made only after the checks that need no work pass: the task's local data
+    files read, the model folders load (config and tokenizer)."""
+    task = task or make_task(cfg)
+    task.check()
+    check_models(cfg)
+    store = RunStore(default_run_dir(cfg))
+    store.create(dump_config(cfg), cfg.name)
+    return store, task
+
+
 def start_run(cfg: RunConfig, client: Chat | None = None, task: Task | None = None) -> tuple[Path, list[Round]]:
     """A new run directory, then its rounds."""
-    task = task or make_task(cfg)
-    task.check()  # a local data file that cannot be read fails here, before the run directory exists
-    check_models(cfg)
-    run_dir = default_run_dir(cfg)
-    store = RunStore(run_dir)
-    store.create(dump_config(cfg), cfg.name)
+    store, task = create_run(cfg, task)
+    run_dir = store.root
     console.print(
         f"[bold]gaploop run[/] {cfg.name} -> {run_dir}  (resume with: gaploop resume {run_dir})", soft_wrap=True
     )

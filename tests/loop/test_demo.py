@@ -39,9 +39,16 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         "round_000/build",
         "round_000/train",
         "round_000/evaluate",
+        "round_000/log",
+        "round_000/evaluate_base",
         "round_000/ifd",
     }
-    assert (run / "round_000" / "train" / "model" / "config.json").is_file()
+    # Round 0 is the loop's own: its student where a loop run keeps it, its summary beside it.
+    assert (run / "round_000" / "model" / "config.json").is_file()
+    summary = json.loads((run / "round_000" / "summary.json").read_text())["metrics"]
+    assert summary["test/accuracy"] == result.accuracy_after
+    base = [json.loads(x) for x in (run / "round_000" / "eval_test_base.jsonl").read_text().splitlines()]
+    assert len(base) == 30 and result.accuracy_before == sum(r["correct"] for r in base) / 30
     evals = [json.loads(x) for x in (run / "round_000" / "eval_test.jsonl").read_text().splitlines()]
     assert len(evals) == 30 and all("prediction" in r and "correct" in r for r in evals)
     ifd_rows = [json.loads(x) for x in (run / "round_000" / "ifd_seed.jsonl").read_text().splitlines()]
@@ -50,5 +57,8 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     round_rows = [m for m in metrics if m.get("round") == 0]
     assert round_rows and "test/accuracy" in round_rows[-1] and "test/accuracy/comparison" in round_rows[-1]
     assert any("train/loss" in m for m in metrics)
+    demo = [m for m in metrics if "demo/ifd_mean" in m]
+    assert len(demo) == 1 and demo[0]["demo/test_accuracy_base"] == result.accuracy_before
     history = read_wandb_file(find_wandb_files(run)[0])["history"]
     assert any(h.get("test/accuracy") == round_rows[-1]["test/accuracy"] for h in history)
+    assert any(h.get("demo/ifd_mean") == result.ifd_mean for h in history)
