@@ -27,16 +27,20 @@ from agents.examiner import WorldExaminer, node_stats
 from agents.llm.assessor import LLMAssessor
 from agents.llm.client import LLMClient
 from agents.llm.examiner import load_taxonomy, propose_taxonomy
+from agents.llm.parsing import Chat
 from agents.llm.teacher import LLMTeacher
 from agents.plans import autodetect
 from agents.roles import WeaknessProfile
 from agents.search import WorldSearch, cell_stats
+from core.plugins import Inputs
+from loop import files as F
 from loop.config import RunConfig
 from loop.console import console
 from loop.detect_report import describe_cell, write_html, write_plots
-from loop.parts import make_client, make_teacher, plugin_parts
+from loop.parts import build, make_client, make_teacher, plugin_parts
+from loop.runner import Runner, create_run
 from loop.store import read_jsonl, write_jsonl, write_text_atomic
-from loop.student import build_student, evaluate, train_student
+from loop.student import evaluate
 from loop.tasks import WorldTask
 from loop.tracking import Tracker
 
@@ -64,8 +68,9 @@ class DetectOptions:
     points: int = 8  # LLM mode: test points the model proposes for `domain`
 
 
-def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
-    """Investigate the student, write the report, return its folder."""
+def run_detect(cfg: RunConfig, opts: DetectOptions, client: Chat | None = None) -> Path:
+    """Investigate the student, write the report, return its folder. `client` (tests, notebooks) replaces the
+    chat model the config names; it is the caller's to close."""
     _check(cfg, opts)
     out = Path(opts.out) if opts.out else Path(cfg.runs_dir) / f"detect-{time.strftime('%Y%m%d-%H%M%S')}"
     if (out / "report.json").exists():
@@ -81,12 +86,12 @@ def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
         name=out.name,
         tags=["detect", *cfg.tracking.tags],
     )
-    client = None
+    own = client is None and cfg.teacher.kind == "llm"
     try:
         task = WorldTask(cfg)
-        student, known, origin = resolve_student(cfg, opts, out, tracker)
+        student, known, origin = resolve_student(cfg, opts, out)
         if cfg.teacher.kind == "llm":
-            client = make_client(cfg, out, cfg.teacher.llm.model)
+            client = client or make_client(cfg, out, cfg.teacher.llm.model)
             search: WorldSearch | LLMSearch = LLMSearch(cfg, opts, client, task, known)
         else:
             search = WorldSearch(task.points, cfg.seed, cfg.task.difficulty, opts.per_node)
@@ -98,6 +103,8 @@ def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
         for it in range(opts.iterations + 1):
             t0 = time.perf_counter()
             batch = search.initial() if it == 0 else search.next_items(graded, it)
+            if isinstance(search, LLMSearch):
+                batch += search.grown  # first items of points the examiner added after the last iteration
             if not batch:
                 console.print(f"iteration {it}: the search has no new item left to ask; stopping")
                 break
@@ -108,6 +115,9 @@ def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
             seconds[f"iteration {it}"] = time.perf_counter() - t0
             rate = sum(not g["correct"] for g in got) / len(got)
             console.print(f"iteration {it}: {len(got)} items, failure rate {rate:.3f}")
+            if isinstance(search, LLMSearch) and it < opts.iterations:
+                for point in search.grow(graded, it + 1):
+                    console.print(f"iteration {it}: the examiner added the point {point['id']}: {point['description']}")
             tracker.log({"detect/failure_rate": rate, "detect/items": len(got)}, round=it)
         describe = {str(p["id"]): p for p in (search.taxonomy if isinstance(search, LLMSearch) else task.taxonomy())}
         if client is not None:
@@ -126,7 +136,7 @@ def run_detect(cfg: RunConfig, opts: DetectOptions) -> Path:
         tracker.summary({"detect/failure_rate": report["overall"]["failure_rate"], "detect/items": len(graded)})
     finally:
         tracker.finish()
-        if client is not None:
+        if own and isinstance(client, LLMClient):
             client.close()
     print_summary(report, out)
     return out
@@ -156,9 +166,7 @@ class LLMSearch:
     lower score from 5 past items; reference answers by the teacher; the student graded by the judge (or
     exactly, by the world's oracle, on the world's points)."""
 
-    def __init__(
-        self, cfg: RunConfig, opts: DetectOptions, client: LLMClient, task: WorldTask, known: list[str]
-    ) -> None:
+    def __init__(self, cfg: RunConfig, opts: DetectOptions, client: Chat, task: WorldTask, known: list[str]) -> None:
         llm = cfg.teacher.llm
         if opts.taxonomy:
             self.taxonomy = load_taxonomy(opts.taxonomy)
@@ -179,6 +187,42 @@ class LLMSearch:
         )
         self.judge = LLMAssessor(client, verifier=task.verifier if self.world else None, max_tries=llm.max_tries)
         self.dropped: list[Record] = []
+        # An examiner that grows the taxonomy (it writes probes for the points it adds), where the config names one.
+        examiner = build("examiner", cfg.examiner, parts) if cfg.examiner is not None else None
+        self.examiner = examiner if hasattr(examiner, "probes") else None
+        self.profile: WeaknessProfile | None = None
+        self.grown: list[Record] = []
+        self.base = list(self.taxonomy)  # what the examiner is given: it adds the points it grew itself
+
+    def grow(self, graded: list[Record], iteration: int) -> list[Record]:
+        """AutoDetect's taxonomy growth between iterations: the examiner sees every item graded so far and may
+        add a point (judged by the model); a new point's first items are written by the examiner, answered by
+        the teacher and asked in the next iteration (`grown`), after which the search covers it like the rest.
+        Returns the points added."""
+        self.grown = []
+        if self.examiner is None:
+            return []
+        providers = {
+            "probes": lambda: graded,
+            "previous_profile": lambda: self.profile,
+            "taxonomy": lambda: self.base,
+        }
+        examine = self.examiner.examine  # type: ignore[attr-defined]
+        self.profile = examine(Inputs(type(self.examiner), providers), iteration)
+        have = {str(p["id"]) for p in self.taxonomy}
+        grown = [r for r in self.profile.refinements if r.get("kind") == "new_point"]
+        fresh = [r for r in grown if str(r["point"]) not in have]
+        if not fresh:
+            return []
+        added = [
+            {"id": str(r["point"]), "category": str(r["category"]), "description": str(r["description"])} for r in fresh
+        ]
+        self.taxonomy += added
+        written = self.examiner.probes(replace(self.profile, refinements=fresh), iteration, self.known)  # type: ignore[attr-defined]
+        self.known += [str(w["instruction"]) for w in written]
+        answered = self.teacher.answer(written)
+        self.grown = [{**a, "iteration": iteration} for a in answered if str(a.get("output") or "").strip()]
+        return added
 
     def initial(self) -> list[Record]:
         """Seed prompts for every point of the taxonomy."""
@@ -210,7 +254,7 @@ class LLMSearch:
         return self.judge.grade(answered)
 
 
-def resolve_student(cfg: RunConfig, opts: DetectOptions, out: Path, tracker: Tracker) -> tuple[Path, list[str], str]:
+def resolve_student(cfg: RunConfig, opts: DetectOptions, out: Path) -> tuple[Path, list[str], str]:
     """(model folder, questions it was trained on, where it came from)."""
     if opts.model:
         model = Path(opts.model)
@@ -219,15 +263,20 @@ def resolve_student(cfg: RunConfig, opts: DetectOptions, out: Path, tracker: Tra
         return model, [], f"model {model}"
     if opts.run:
         return _run_student(Path(opts.run), opts.round)
-    # The embedded default: round 0 of the loop (the tiny student trained on the world's seed), here.
-    task = WorldTask(cfg)
-    data = task.make_data()
-    base = build_student(cfg, out / "student" / "base", task.tokenizer_texts(data))
-    seed = out / "student" / "seed.jsonl"
-    write_jsonl(seed, [{"instruction": r["instruction"], "output": r["output"]} for r in data.seed])
-    train_student(cfg, base, seed, out / "student" / "sft", tracker, label="train the default student")
-    known = [str(r["instruction"]) for r in data.seed]
-    return out / "student" / "sft" / "model", known, f"the default tiny student, trained on {len(data.seed)} seed items"
+    # The embedded default: round 0 of a loop run (the tiny student trained on the world's seed), kept beside the
+    # report as a run directory of its own (its metrics, its training log; `gaploop status` reads it).
+    rounds = cfg.rounds.model_copy(update={"max_rounds": 0})
+    tracking = cfg.tracking.model_copy(update={"wandb_mode": "disabled"})  # the investigation has the W&B run
+    inner = cfg.model_copy(update={"run_dir": str(out / "student"), "rounds": rounds, "tracking": tracking})
+    store, task = create_run(inner, WorldTask(inner))
+    runner = Runner(inner, store, task=task)
+    with runner.session():
+        runner.run_round(0)
+        store.set_field("status", "finished")
+    seed = runner.files.rows(0, F.ITEMS)
+    known = [str(r["instruction"]) for r in seed]
+    origin = f"the default tiny student: round 0 of the loop run {store.root}, trained on {len(seed)} seed items"
+    return runner.files.at(0, F.MODEL), known, origin
 
 
 def _run_student(run: Path, round: int | None) -> tuple[Path, list[str], str]:

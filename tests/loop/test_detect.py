@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from agents.llm.client import LLMClient
 from agents.llm.scripted import ScriptedBackend
 from agents.llm.types import ChatRequest
 from agents.tasks.world import generate_items
-from loop import parts
 from loop.cli import app
 from loop.config import dump_config, load_config
+from loop.detect import DetectOptions, run_detect
 from loop.student import build_student
 from loop.tracking import find_wandb_files, read_wandb_file
 
@@ -148,25 +149,28 @@ def test_bad_options_are_named(args: list[str], message: str, tmp_path: Path) ->
     assert code == 2 and message in output, output
 
 
-def test_with_an_llm_the_model_proposes_the_taxonomy_writes_the_tests_and_judges(
-    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    points = [
-        {"id": "two_digit_sums", "category": "arithmetic", "description": "adding two-digit numbers"},
-        {"id": "letter_reversal", "category": "strings", "description": "reversing a few letters"},
-    ]
+POINTS = [
+    {"id": "two_digit_sums", "category": "arithmetic", "description": "adding two-digit numbers"},
+    {"id": "letter_reversal", "category": "strings", "description": "reversing a few letters"},
+]
+
+
+def _answer(req: ChatRequest) -> str:
+    q = req.messages[-1]["content"]
+    m = re.match(r"What is (\d+) \+ (\d+)\?", q)
+    return str(int(m[1]) + int(m[2])) if m else " ".join(reversed(q[len("Reverse ") : -1].split()))
+
+
+def _toy_model(extra: list[tuple[str, object]] = ()) -> ScriptedBackend:  # type: ignore[assignment]
+    """A scripted chat model for detect over a toy domain: it proposes POINTS, writes sums and reversals,
+    answers them and judges the student's answers against its own."""
     counter = itertools.count()
 
     def write_test(req: ChatRequest) -> str:
         text, k = req.messages[-1]["content"], next(counter)
-        if "two_digit_sums" in text:
+        if "two_digit_sums" in text or "three_digit" in text:
             return json.dumps({"key_point": "sums", "prompt": f"What is {10 + k} + {20 + k}?"})
         return json.dumps({"key_point": "reversal", "prompt": f"Reverse {'abcdefgh'[k % 8]} x {k}."})
-
-    def answer(req: ChatRequest) -> str:
-        q = req.messages[-1]["content"]
-        m = re.match(r"What is (\d+) \+ (\d+)\?", q)
-        return str(int(m[1]) + int(m[2])) if m else " ".join(reversed(q[len("Reverse ") : -1].split()))
 
     def judge(req: ChatRequest) -> str:
         text = req.messages[-1]["content"]
@@ -174,35 +178,36 @@ def test_with_an_llm_the_model_proposes_the_taxonomy_writes_the_tests_and_judges
         given = text.split("[The Start of Assistant's Answer]")[1].split("[The End")[0].strip()
         return "Rating: [[9]]" if given == reference else "Rating: [[2]]"
 
-    backend = ScriptedBackend(
+    return ScriptedBackend(
         [
+            *extra,
             (
                 r"build a taxonomy of test points for finding the weaknesses of a language model in toy",
-                json.dumps(points),
+                json.dumps(POINTS),
             ),
             (r"This task is to write test cases", write_test),
             (r"\[Question\]", judge),
-            (r"^(What is|Reverse)", answer),
+            (r"^(What is|Reverse)", _answer),
         ]
     )
-    monkeypatch.setattr(parts, "make_backend", lambda kind, model, **options: backend)
-    out = tmp_path / "report"
+
+
+def _detect_with(client_backend: ScriptedBackend, model: Path, out: Path, *overrides: str, **options: object) -> Path:
+    """`gaploop detect` with an injected chat client (what the CLI builds from the config)."""
     llm = ["teacher.kind=llm", "teacher.llm.backend=openai", "teacher.llm.model=m", "teacher.llm.base_url=http://x/v1"]
-    code, output = _detect(
-        *llm,
-        "tracking.wandb_mode=disabled",
-        "--model",
-        str(model),
-        "--domain",
-        "toy skills",
-        "--iterations",
-        "1",
-        "--per-node",
-        "3",
-        "--out",
-        str(out),
-    )
-    assert code == 0, output
+    cfg = load_config(overrides=[*SMALL, *llm, "tracking.wandb_mode=disabled", *overrides])
+    opts = DetectOptions(model=str(model), out=str(out), domain="toy skills", **options)  # type: ignore[arg-type]
+    client = LLMClient(client_backend, out.parent / "calls.sqlite")
+    try:
+        return run_detect(cfg, opts, client=client)
+    finally:
+        client.close()
+
+
+def test_with_an_llm_the_model_proposes_the_taxonomy_writes_the_tests_and_judges(model: Path, tmp_path: Path) -> None:
+    backend = _toy_model()
+    out = _detect_with(backend, model, tmp_path / "report", iterations=1, per_node=3)
+    answer = _answer
     items = _rows(out / "items.jsonl")
     report = json.loads((out / "report.json").read_text())
     assert [p["id"] for p in report["taxonomy"]] == ["two_digit_sums", "letter_reversal"]
@@ -217,3 +222,45 @@ def test_with_an_llm_the_model_proposes_the_taxonomy_writes_the_tests_and_judges
     assert not (out / "failure_by_level.png").exists()  # free-text points have no levels
     assert report["cells"] == [] and not (out / "failure_by_cell.png").exists()
     assert all(p["worst_cell"] is None and 2 <= p["mean_score"] <= 9 for p in report["points"])
+
+
+def test_the_autodetect_examiner_grows_the_taxonomy_between_iterations(model: Path, tmp_path: Path) -> None:
+    """AutoDetect's Examiner in detect: after iteration 0 the model proposes a point, the judge accepts it, the
+    examiner writes its first items (asked in iteration 1 beside the search's), and iteration 2 searches it like
+    the others; the next proposal is [[Stop]], which ends growth."""
+    proposals = iter(
+        [json.dumps({"name": "three digit sums", "category": "arithmetic", "description": "adding 3-digit numbers"})]
+    )
+    backend = _toy_model(
+        [
+            (r"^This task is to map the weaknesses", lambda req: next(proposals, "[[Stop]]")),
+            (r"^This task is to keep a taxonomy", "The point is new and testable. [[Yes]]"),
+        ]
+    )
+    out = _detect_with(
+        backend,
+        model,
+        tmp_path / "report",
+        "examiner=autodetect",
+        "examiner.new_point_probes=2",
+        iterations=2,
+        per_node=2,
+    )
+    items = _rows(out / "items.jsonl")
+    report = json.loads((out / "report.json").read_text())
+    assert [p["id"] for p in report["taxonomy"]] == ["two_digit_sums", "letter_reversal", "three_digit_sums"]
+    per_iteration = [[i["knowledge_point"] for i in items if i["iteration"] == it] for it in range(3)]
+    assert sorted(set(per_iteration[0])) == ["letter_reversal", "two_digit_sums"] and len(per_iteration[0]) == 4
+    # The new point's first items come from the examiner (2), the old points' from the search (2 each).
+    assert per_iteration[1].count("three_digit_sums") == 2 and len(per_iteration[1]) == 6
+    first = [i for i in items if i["knowledge_point"] == "three_digit_sums" and i["iteration"] == 1]
+    assert all(i.get("written_by") == "examiner" and i["output"] == _answer_of(i) for i in first)
+    # Iteration 2: the search covers all three points; the second proposal was [[Stop]] (two proposals in all).
+    assert per_iteration[2].count("three_digit_sums") == 2 and len(per_iteration[2]) == 6
+    proposed = [r for r in backend.calls if r.messages[-1]["content"].startswith("This task is to map the weaknesses")]
+    assert len(proposed) == 2
+    assert any(p["point"] == "three_digit_sums" for p in report["points"])
+
+
+def _answer_of(item: dict) -> str:
+    return _answer(ChatRequest([{"role": "user", "content": item["instruction"]}], None, "t"))  # type: ignore[arg-type]
