@@ -25,7 +25,9 @@ _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 _BRACKETED = re.compile(r"\[\[\s*(.*?)\s*\]\]", re.S)
 _SINGLE_BRACKET_NUMBER = re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*\]")
 _SCORE = re.compile(r"score\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)", re.I)
-_DECODER = json.JSONDecoder()
+# strict=False: a raw control character inside a string (a tab, a stray byte token a grammar engine let through)
+# would otherwise void a reply whose structure is fine.
+_DECODER = json.JSONDecoder(strict=False)
 
 
 class ParseError(ValueError):
@@ -80,7 +82,7 @@ def _string_field(text: str, key: str) -> str | None:
     if m is None:
         return None
     try:
-        return str(json.loads(m.group(1)))
+        return str(_DECODER.decode(m.group(1)))
     except json.JSONDecodeError:
         return None
 

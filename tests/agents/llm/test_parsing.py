@@ -23,6 +23,8 @@ def test_parse_json_fenced_bare_and_prose() -> None:
     assert parse_json('{"a": 1}') == {"a": 1}
     assert parse_json('The result is {"a": 1} and that is all {not json}') == {"a": 1}
     assert parse_json('```\n{"a": [1, 2,],}\n```') == {"a": [1, 2]}  # trailing commas repaired
+    # A raw control character inside a string (a tab; a stray byte xgrammar let through) keeps the object.
+    assert parse_json('{"q": "a\tb", "answer": "6 f\x151"}') == {"q": "a\tb", "answer": "6 f\x151"}
 
 
 def test_parse_json_nested_braces_in_strings_and_required_keys() -> None:
