@@ -31,6 +31,40 @@ TINY_STUDENT = [
 ]
 
 
+# A tiny world run: 4 points (one starved in the seed), a 1-layer student, 10 training steps, 8 items a round.
+POINTS = ["seq.first", "num.parity", "cmp.max", "seq.last"]
+TINY = [
+    f"task.points=[{', '.join(POINTS)}]",
+    "task.seed_per_point=30",
+    "task.seed_overrides={seq.last: 3}",
+    "task.test_per_point=8",
+    "task.probe_per_point=8",
+    *TINY_STUDENT,
+    "rounds.plateau_rounds=5",
+    "synthesis.budget_per_round=8",
+    "tracking.wandb_mode=disabled",
+]
+
+# demo_llm.yaml made small: 4 points, one round of 12 items, SmolLM2 on transformers as the chat model.
+LLM_SMALL = [
+    "configs/demo_llm.yaml",
+    "task.points=[seq.first, num.parity, cmp.max, seq.last]",
+    "task.seed_per_point=60",
+    "task.seed_overrides={seq.last: 3}",
+    "task.test_per_point=10",
+    "task.probe_per_point=10",
+    "rounds.max_rounds=1",
+    "synthesis.budget_per_round=12",
+    "training.epochs=null",
+    "training.max_steps=120",
+    "teacher.llm.backend=transformers",
+    "teacher.llm.max_tokens=48",
+    "teacher.llm.budget_tokens=null",
+    "filters.decontamination=ngram",
+    "tracking.wandb_mode=disabled",
+]
+
+
 class Strategy:
     """A plan times a writer, called as the loop calls them, with the round inputs given as arguments."""
 

@@ -18,8 +18,7 @@ from loop.compare import CompareError, Run, load, strategy_labels
 from loop.config import dump_config, load_config
 from loop.runner import Runner, start_run
 from loop.store import RunStore
-from tests.helpers import rows
-from tests.loop.test_plugins import TINY
+from tests.helpers import TINY, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ("weakness-s0", "weakness-s1", "random-s0")  # the names bench_ablation gives (strategy, seed) runs

@@ -18,8 +18,7 @@ from loop.cli import app
 from loop.config import load_config
 from loop.export import ExportError, export, normalise
 from loop.runner import start_run
-from tests.helpers import rows
-from tests.loop.test_plugins import TINY
+from tests.helpers import TINY, rows
 
 
 @pytest.fixture(scope="module")

@@ -14,25 +14,7 @@ import pytest
 from loop.config import ConfigError, load_config
 from loop.runner import start_run
 from loop.tasks import WorldTask
-from tests.helpers import kill_when_held, rows, start
-
-LLM_SMALL = [
-    "configs/demo_llm.yaml",
-    "task.points=[seq.first, num.parity, cmp.max, seq.last]",
-    "task.seed_per_point=60",
-    "task.seed_overrides={seq.last: 3}",
-    "task.test_per_point=10",
-    "task.probe_per_point=10",
-    "rounds.max_rounds=1",
-    "synthesis.budget_per_round=12",
-    "training.epochs=null",
-    "training.max_steps=120",
-    "teacher.llm.backend=transformers",
-    "teacher.llm.max_tokens=48",
-    "teacher.llm.budget_tokens=null",
-    "filters.decontamination=ngram",
-    "tracking.wandb_mode=disabled",
-]
+from tests.helpers import LLM_SMALL, kill_when_held, rows, start
 
 
 def test_llm_loop_end_to_end_killed_in_question_and_resumed_from_the_cache(tmp_path: Path) -> None:

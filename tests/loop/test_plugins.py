@@ -29,21 +29,9 @@ from core.records import Record
 from loop.config import ConfigError, config_from_dict, dump_config, load_config
 from loop.runner import Runner, resume_run
 from loop.store import RunStore
-from tests.helpers import TINY_STUDENT, rows
+from tests.helpers import POINTS, TINY, rows
 
 ROOT = Path(__file__).resolve().parents[2]
-POINTS = ["seq.first", "num.parity", "cmp.max", "seq.last"]
-TINY = [
-    f"task.points=[{', '.join(POINTS)}]",
-    "task.seed_per_point=30",
-    "task.seed_overrides={seq.last: 3}",
-    "task.test_per_point=8",
-    "task.probe_per_point=8",
-    *TINY_STUDENT,
-    "rounds.plateau_rounds=5",
-    "synthesis.budget_per_round=8",
-    "tracking.wandb_mode=disabled",
-]
 CHAT = ["teacher.kind=llm", "teacher.llm.backend=openai", "teacher.llm.model=scripted"]
 CHAT += ["teacher.llm.base_url=http://127.0.0.1:9/v1", "teacher.llm.max_tries=2", "synthesis.writer=chat"]
 CHAT += ["synthesis.curate=null"]  # the defaults for a chat run: verify, then the model's 1-5 rating

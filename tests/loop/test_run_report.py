@@ -14,8 +14,7 @@ import pytest
 from loop.config import load_config
 from loop.run_report import ReportError, collect, write_report
 from loop.runner import start_run
-from tests.helpers import rows
-from tests.loop.test_plugins import TINY
+from tests.helpers import TINY, rows
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

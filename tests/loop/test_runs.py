@@ -13,8 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from loop.report import run_state, runs_table
-from tests.helpers import start
-from tests.loop.test_plugins import TINY
+from tests.helpers import TINY, start
 
 
 def _run(root: Path, name: str, manifest: dict, accuracies: list[float], lock: int | None = None) -> Path:

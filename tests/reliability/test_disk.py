@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import rows, start
-from tests.loop.test_plugins import TINY
+from tests.helpers import TINY, rows, start
 
 RECORDS = ("round_001/candidates.jsonl", "round_001/items.jsonl", "round_001/eval_test.jsonl", "metrics.jsonl")
 

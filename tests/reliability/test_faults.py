@@ -31,8 +31,7 @@ from agents.tasks.world import generate_items, point_of, solve
 from loop.config import RunConfig, load_config
 from loop.runner import resume_run, start_run
 from tests.agents.llm.test_openai_backend import KEY_ENV, FakeOpenAI
-from tests.helpers import rows
-from tests.loop.test_llm_loop import LLM_SMALL
+from tests.helpers import LLM_SMALL, rows
 
 TRANSPORT = ("429 retry-after", "429", "500", "502", "503", "reset", "stall", "truncated", "not json", "no choices")
 RECORDS = ("candidates.jsonl", "dropped_question.jsonl", "answered.jsonl", "assessed.jsonl", "items.jsonl")

@@ -16,8 +16,7 @@ from agents.llm.types import ChatRequest, Sampling
 from core import secrets
 from loop.tracking import find_wandb_files, read_wandb_file
 from tests.agents.llm.test_openai_backend import KEY_ENV, FakeOpenAI, error
-from tests.helpers import start
-from tests.loop.test_llm_loop import LLM_SMALL
+from tests.helpers import LLM_SMALL, start
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED = "sk-gaploop-planted-0123456789abcdefXYZ"
