@@ -52,8 +52,9 @@ def _rows(path: Path) -> list[dict[str, object]]:
 
 
 def _done_outputs(run_dir: Path) -> set[Path]:
-    phases = RunStore(run_dir).manifest.get("phases", {})
-    return {Path(p).resolve() for v in phases.values() if v.get("status") == "done" for p in v.get("outputs", [])}  # type: ignore[union-attr]
+    store = RunStore(run_dir)
+    phases = store.manifest.get("phases", {})
+    return {p.resolve() for v in phases.values() if v.get("status") == "done" for p in store.outputs(v)}  # type: ignore[union-attr]
 
 
 def collect(run_dir: Path, kept_only: bool) -> tuple[dict[str, list[dict[str, object]]], list[str]]:

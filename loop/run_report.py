@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import yaml
 from core.jsonl import read_jsonl, write_text_atomic
 from loop import files as F
 from loop.detect_report import _save, plt
+from loop.legacy import migrate
 from loop.report import run_state
 
 Report = dict[str, object]
@@ -44,6 +46,9 @@ def collect(run_dir: Path, fixed_at: float = 0.8) -> Report:
     if not summaries:
         raise ReportError(f"{run_dir}: no round has finished yet (no round_*/summary.json); nothing to report")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    with warnings.catch_warnings():  # a run made before the plugin redesign: its resume has said so already
+        warnings.simplefilter("ignore", FutureWarning)
+        migrate(cfg, str(run_dir / "config.yaml"))
     manifest = json.loads((run_dir / "manifest.json").read_text())
     rounds = [_round(files, s) for s in summaries]
     skills = _skills(files, len(rounds))

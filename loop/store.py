@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,6 +35,10 @@ MANIFEST_VERSION = 1
 
 class ManifestError(RuntimeError):
     """The manifest cannot be read; the message says which file and what to do."""
+
+
+class ChangedRecordError(DataFileError):
+    """A record file a finished phase wrote was cut short or changed since; the message names it and the phase."""
 
 
 def _alive(pid: int) -> bool:
@@ -98,6 +102,7 @@ class RunStore:
             "version": MANIFEST_VERSION,
             "run": run_name,
             "created": time.time(),
+            "outputs_relative": True,
             "phases": {},
         }
         self._save()
@@ -128,6 +133,9 @@ class RunStore:
             raise ManifestError(
                 f"{self.manifest_path}: manifest version {data.get('version')!r}, this gaploop reads {MANIFEST_VERSION}"
             )
+        if not data.get("outputs_relative"):
+            _relative_outputs(data["phases"])
+            data["outputs_relative"] = True  # written with the next change, not by a command that only reads
         return data
 
     def _save(self) -> None:
@@ -164,18 +172,22 @@ class RunStore:
         round_index: int,
         phase: str,
         fp: str,
-        outputs: Sequence[str] = (),
+        outputs: Sequence[str | os.PathLike[str]] = (),
         stats: dict | None = None,
         scheme: int | None = None,
     ) -> None:
-        """Record that a phase finished, after its outputs were written."""
+        """Record that a phase finished, after its outputs were written: each by its path in the run directory
+        (a moved run still finds them) and, for a file, its size (a file cut short afterwards is noticed)."""
         key = self._key(round_index, phase)
         entry = dict(self.manifest["phases"].get(key) or {})  # type: ignore[union-attr]
+        names = [self._relative(Path(p)) for p in outputs]
+        sizes = {name: path.stat().st_size for name in names if (path := self.root / name).is_file()}
         entry.update(
             status="done",
             fingerprint=fp,
             finished=time.time(),
-            outputs=list(outputs),
+            outputs=names,
+            sizes=sizes,
             stats=stats or {},
         )
         if scheme is not None:
@@ -183,6 +195,53 @@ class RunStore:
         entry.setdefault("started", entry["finished"])
         self.manifest["phases"][key] = entry  # type: ignore[index]
         self._save()
+
+    def _relative(self, path: Path) -> str:
+        """`path` (built on the root, or already relative to it) as a path relative to the run directory."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            pass
+        if not path.is_absolute():
+            return path.as_posix()  # already relative to the run directory
+        try:
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(path)  # outside the run directory: kept as it is
+
+    def outputs(self, entry: dict[str, object]) -> list[Path]:
+        """The files and folders a manifest entry names, as paths under this run directory."""
+        return [self.root / name for name in entry.get("outputs") or []]  # type: ignore[union-attr]
+
+    def damage(self, round_index: int, phase: str) -> str | None:
+        """Why a phase's recorded outputs are not as it wrote them (one is gone, a file has another size), or None."""
+        entry = self.phase(round_index, phase) or {}
+        sizes = entry.get("sizes") or {}
+        for name, path in zip(entry.get("outputs") or [], self.outputs(entry), strict=True):  # type: ignore[arg-type]
+            if not path.exists():
+                return f"{name} is gone"
+            if name in sizes and path.is_file() and path.stat().st_size != sizes[name]:  # type: ignore[operator]
+                return f"{name} has {path.stat().st_size} bytes, not the {sizes[name]} written"  # type: ignore[index]
+        return None
+
+    def check_written(self, paths: Sequence[object]) -> None:
+        """ChangedRecordError when a file among `paths` that a finished phase wrote no longer has the size it wrote
+        (cut short or changed outside gaploop since): a phase is never given fewer rows than were recorded."""
+        written = {}
+        for key, entry in self.manifest["phases"].items():  # type: ignore[union-attr]
+            if entry.get("status") == "done":
+                written.update({name: (key, size) for name, size in (entry.get("sizes") or {}).items()})
+        for path in paths:
+            if not isinstance(path, Path) or (hit := written.get(self._relative(path))) is None:
+                continue
+            key, size = hit
+            now = path.stat().st_size if path.is_file() else None
+            if now != size:
+                found = "it is gone" if now is None else f"it has {now} bytes"
+                raise ChangedRecordError(
+                    f"{path}: phase {key} wrote {size} bytes and {found}: cut short or changed outside gaploop; "
+                    f"`gaploop resume {self.root}` redoes that phase"
+                )
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -215,6 +274,28 @@ class RunStore:
         """Set a top-level manifest field (e.g. the W&B run id, the final status)."""
         self.manifest[key] = value
         self._save()
+
+
+def _relative_outputs(phases: dict[str, dict]) -> None:
+    """Make the outputs of a manifest written before they were stored relative to the run directory (they named
+    each file by the path the run was started with: absolute, or relative to the working directory then)
+    relative to it, so a run directory moved since still finds them. The run's old path is read off an output
+    inside a round folder: `OLD/round_NNN/name` of a phase of round NNN."""
+    old = next(
+        (
+            path.parent.parent
+            for key, entry in phases.items()
+            for path in map(PurePath, entry.get("outputs") or [])
+            if path.parent.name == key.split("/")[0]
+        ),
+        None,
+    )
+    if old is None:
+        return
+    for entry in phases.values():
+        if entry.get("outputs"):
+            paths = map(PurePath, entry["outputs"])
+            entry["outputs"] = [p.relative_to(old).as_posix() if p.is_relative_to(old) else str(p) for p in paths]
 
 
 def default_run_dir(cfg: RunConfig) -> Path:

@@ -100,13 +100,16 @@ class Tracker:
         return list(self._rows)
 
     def log(self, metrics: dict[str, object], *, round: int | None = None, step: int | None = None) -> None:
-        """Log one set of metrics, keyed by round and/or training step."""
+        """Log one set of metrics, keyed by round and/or training step; a key already logged is not logged again."""
         row: dict[str, object] = {}
         if round is not None:
             row["round"] = round
         if step is not None:
             row["train/global_step"] = step
         row.update(metrics)
+        key = (row.get("round"), row.get("train/global_step"))
+        if key != (None, None) and any((r.get("round"), r.get("train/global_step")) == key for r in self._rows):
+            return  # logged before this phase was redone on resume (its record lost, or a crash after the log)
         self._rows.append(row)
         self._append(row)
         if self.wandb_run is not None:

@@ -54,11 +54,9 @@ def test_kept_only_and_a_round_cut_short_are_said(run: Path, tmp_path: Path) -> 
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    # Records name their files by absolute path: point them at the copy, and let round 1's items be unfinished.
-    text = json.dumps(manifest).replace(str(run), str(copy))
-    manifest = json.loads(text)
+    # Records name their files by their path in the run directory: let round 1's items be unfinished in the copy.
     for entry in manifest["phases"].values():
-        if str(copy / "round_001" / "items.jsonl") in entry.get("outputs", []):
+        if "round_001/items.jsonl" in entry.get("outputs", []):
             entry["status"] = "running"
     (copy / "manifest.json").write_text(json.dumps(manifest))
     counts = export(copy, tmp_path / "out", "jsonl")

@@ -72,3 +72,7 @@ def test_offline_run_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     again = Tracker(tmp_path, config, mode="disabled")
     again.log({"test/accuracy": 0.8}, round=2)
     assert len(again.rows) == len(lines) + 1
+    # A phase redone on resume (its record deleted, a crash after the log) logs its round or step once.
+    again.log({"test/accuracy": 0.8}, round=2)
+    Tracker(tmp_path, config, mode="disabled").log({"train/loss": 9.0}, step=10)
+    assert Tracker(tmp_path, config, mode="disabled").rows == again.rows

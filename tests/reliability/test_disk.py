@@ -58,7 +58,7 @@ def test_a_full_disk_stops_the_run_naming_it_and_a_resume_finishes_once_space_is
     done = {k: v for k, v in manifest["phases"].items() if v.get("status") == "done"}
     assert len(done) < 12, "the disk filled too late to test anything"
     for phase, entry in done.items():
-        assert all(_complete(Path(p)) for p in entry.get("outputs", [])), phase
+        assert all(_complete(run / p) for p in entry.get("outputs", [])), phase
 
     subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)  # space freed
     assert start(["resume", str(run)], None, log).wait(timeout=600) == 0, log.read_text()[-3000:]
