@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SerializeAsAny, ValidationError
 from pydantic_core import PydanticCustomError
+
+from core.generation import Sampling
 
 # kind -> the package whose modules hold the shipped plugins of that kind
 KINDS: dict[str, str] = {
@@ -36,6 +38,8 @@ CAPABILITIES: dict[str, str] = {
     "transformers, vllm or auto)",
     "world": "the task world's generator and oracle (task.name=world)",
     "student": "the student's own scores (always there)",
+    "trainer": "the student's trainer, to fine-tune a model of the plugin's own (always there)",
+    "corpus": "a corpus of unlabelled texts (set synthesis.corpus)",
 }
 
 
@@ -63,6 +67,22 @@ class Parts:
     max_tokens: int = 256  # new tokens per chat reply
     temperature: float = 1.0  # sampling temperature of writing requests
     domain: str = ""  # what the task covers, in words, for prompts that name it
+    corpus: tuple[str, ...] = ()  # the run's unlabelled documents (synthesis.corpus), read once
+    trainer: Trainer | None = None  # fine-tunes and samples models of a plugin's own (the student's trainer)
+
+
+class Trainer(Protocol):
+    """The student's trainer as a service to plugins that need a model of their own (back-translation's backward
+    model): fine-tune one with the run's DeepSpeed trainer and the student's template, then sample from it."""
+
+    def finetune(self, rows: Sequence[dict[str, object]], name: str, start: str, max_steps: int) -> str:
+        """Fine-tune `start` ("base": the run's base student; "student": the last round's) on instruction/output
+        rows for `max_steps` steps; returns the model's folder (kept in the round's folder under `name`)."""
+        ...
+
+    def complete(self, model: str, instructions: Sequence[str], samplings: Sequence[Sampling]) -> list[list[str]]:
+        """Each instruction in the student's template, completed by `model` with its sampling (n texts each)."""
+        ...
 
 
 class Inputs:

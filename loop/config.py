@@ -266,6 +266,25 @@ class MixPart(_Node):
     )
 
 
+class CorpusConfig(_Node):
+    """Unlabelled texts for writers that read them (back-translation writes an instruction for each)."""
+
+    path: str = Field(
+        description="a folder of .txt/.md files (one document each), a .txt/.md file (documents separated by a "
+        "blank line) or a .jsonl file (one document per row, in `field`); read when the run starts"
+    )
+    field: str = Field("text", min_length=1, description="the .jsonl field that holds the text")
+    min_chars: int = Field(1, ge=1, description="documents shorter than this are left out")
+    max_chars: int | None = Field(None, ge=1, description="documents longer than this are left out")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        # Stored absolute: the run may resume from another directory. Read (and named if unusable) when a run
+        # starts, before its directory exists, as a dataset's files are: a config names files of other machines.
+        return str(Path(value).expanduser().absolute())
+
+
 class SynthesisConfig(_Node):
     """How a round writes, rewrites and keeps new items: a plan times a writer, then lists of refiners,
     curators and selectors (each a plugin, named by `name` with its own fields beside it; `docs/plugins.md`).
@@ -293,6 +312,7 @@ class SynthesisConfig(_Node):
     select: list[plugin_slot("selector")] | None = Field(  # type: ignore[valid-type]
         None, description="keep or drop against pool, evaluation sets and student, in order; null: the defaults"
     )
+    corpus: CorpusConfig | None = Field(None, description="unlabelled texts for the writers that read them")
 
 
 class IFDConfig(_Node):
@@ -349,7 +369,9 @@ class RunConfig(_Node):
 
     def capabilities(self) -> set[str]:
         """What this run offers its plugins (core/plugins.py CAPABILITIES)."""
-        caps = {"student"}
+        caps = {"student", "trainer"}
+        if self.synthesis.corpus is not None:
+            caps.add("corpus")
         if self.task.name == "world":
             caps.add("world")
         if self.teacher.kind == "llm":

@@ -9,6 +9,7 @@ client and task (`Runner(cfg, store, client=..., task=...)`) instead of patching
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,12 +21,13 @@ from agents.llm.parsing import Chat
 from agents.llm.teacher import LLMTeacher
 from agents.teacher import OracleFirst, WorldOracle
 from core import plugins
+from core.corpus import read_corpus
 from core.ifd import IFDScore
 from core.jobs import run_job
 from core.jsonl import read_jsonl, write_jsonl
-from core.plugins import Parts, PluginConfig
+from core.plugins import Parts, PluginConfig, Trainer
 from core.records import Record
-from loop.config import RunConfig
+from loop.config import CorpusConfig, RunConfig
 from loop.student import in_child, resolve_device
 from loop.tasks import Task
 
@@ -116,10 +118,12 @@ def usage_metrics(client: LLMClient, round: int) -> dict[str, float]:
     return metrics
 
 
-def plugin_parts(cfg: RunConfig, task: Task, client: Chat | None) -> Parts:
-    """What every plugin of this run is built with."""
+def plugin_parts(cfg: RunConfig, task: Task, client: Chat | None, trainer: Trainer | None = None) -> Parts:
+    """What every plugin of this run is built with (`trainer`: the student's trainer for the round, where the
+    caller has one)."""
     llm = cfg.teacher.llm
     domain = cfg.task.dataset.domain if cfg.task.dataset is not None else None
+    corpus = cfg.synthesis.corpus
     return Parts(
         seed=cfg.seed,
         task=task,
@@ -129,7 +133,20 @@ def plugin_parts(cfg: RunConfig, task: Task, client: Chat | None) -> Parts:
         max_tokens=llm.max_tokens,
         temperature=llm.temperature,
         domain=domain or "",
+        corpus=corpus_documents(corpus) if corpus is not None else (),
+        trainer=trainer,
     )
+
+
+def corpus_documents(corpus: CorpusConfig) -> tuple[str, ...]:
+    """The documents of the run's corpus, read once per process (a bad file is a named error; `create_run` reads
+    it before the run directory exists)."""
+    return _read_corpus(corpus.path, corpus.field, corpus.min_chars, corpus.max_chars)
+
+
+@functools.cache
+def _read_corpus(path: str, field: str, min_chars: int, max_chars: int | None) -> tuple[str, ...]:
+    return tuple(read_corpus(path, field, min_chars, max_chars))
 
 
 def build(kind: str, config: PluginConfig, parts: Parts) -> plugins.Plugin:
@@ -171,7 +188,7 @@ def score_ifd(cfg: RunConfig, model_dir: Path | str, items: Sequence[Record], re
             rows = read_jsonl(out).rows
         pre = "r" if reverse else ""
         fields = (f"{pre}loss_cond", f"{pre}loss_alone", f"{pre}ifd")
-        return [IFDScore(*(r[f] for f in fields), r.get(f"{pre}ifd_reason")) for r in rows]  # type: ignore[arg-type]
+        return [IFDScore(*(r[f] for f in fields), r.get(f"{pre}ifd_reason")) for r in rows]
     model, tokenizer = load_student(model_dir, device=resolve_device(s.device))
     scores = score(
         model,

@@ -25,7 +25,7 @@ from loop import files as F
 from loop.config import RunConfig, config_from_dict, dump_config
 from loop.console import console
 from loop.files import RunFiles
-from loop.parts import make_client
+from loop.parts import corpus_documents, make_client
 from loop.report import Round, print_round_table
 from loop.stages import Stages
 from loop.steps import HOLD_ENV, Steps
@@ -183,6 +183,8 @@ def create_run(cfg: RunConfig, task: Task | None = None) -> tuple[RunStore, Task
     files read, the model folders load (config and tokenizer)."""
     task = task or make_task(cfg)
     task.check()
+    if cfg.synthesis.corpus is not None:  # read here, so a bad corpus fails before the run directory exists
+        corpus_documents(cfg.synthesis.corpus)
     check_models(cfg)
     store = RunStore(default_run_dir(cfg))
     store.create(dump_config(cfg), cfg.name)

@@ -48,7 +48,7 @@ from loop.evaluate import accuracy_by, accuracy_metrics
 from loop.files import RunFiles
 from loop.parts import build, make_judge, plugin_parts, score_ifd, teacher_for, usage_metrics
 from loop.steps import Out
-from loop.student import build_student, evaluate, train_student
+from loop.student import RoundTrainer, build_student, evaluate, train_student
 from loop.tasks import Data, Task
 from loop.tracking import Tracker
 
@@ -73,8 +73,10 @@ class Stages:
         return self._client(r) if self._client is not None else None
 
     def plugin(self, kind: str, config: PluginConfig, r: int) -> Plugin:
-        """A plugin of this run, built for round r."""
-        return build(kind, config, plugin_parts(self.cfg, self.task, self.client(r)))
+        """A plugin of this run, built for round r (with the student's trainer for models of its own)."""
+        previous = self.files.at(r - 1, F.MODEL) if r > 0 else None
+        trainer = RoundTrainer(self.cfg, self.files.at(r, ""), self.base_model(), previous)
+        return build(kind, config, plugin_parts(self.cfg, self.task, self.client(r), trainer))
 
     def inputs(self, plugin: Plugin, r: int) -> Inputs:
         """The round inputs of round r, as the plugin may read them."""
@@ -256,11 +258,14 @@ class Stages:
         }
 
     def answer(self, r: int) -> Out:
-        """The teacher answers every candidate."""
+        """The teacher answers every candidate, except those whose writer gave the answer itself (`answered`: the
+        document a back-translated instruction was written for)."""
         client = self.client(r)
         teacher = teacher_for(self.cfg, client, self.task)
+        candidates = self.files.rows(r, F.CANDIDATES)
         t0 = time.perf_counter()
-        answered = [self.task.shape_answer(a) for a in teacher.answer(self.files.rows(r, F.CANDIDATES))]
+        answers = iter(teacher.answer([c for c in candidates if not c.get("answered")]))
+        answered = [self.task.shape_answer(c if c.get("answered") else next(answers)) for c in candidates]
         seconds = time.perf_counter() - t0 if client is not None else 0.0
         stats = {"answered": sum(bool(a["output"]) for a in answered), "compute_seconds": seconds}
         return Out(files={self.files.at(r, F.ANSWERED): answered}, stats=stats)

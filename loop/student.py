@@ -9,13 +9,14 @@ from pathlib import Path
 
 import torch
 
+from core.generation import Sampling
 from core.jobs import run_job
 from loop.config import RunConfig
 from loop.console import progress_bar
 from loop.evaluate import answer_items
 from loop.store import read_jsonl, write_jsonl
 from loop.tracking import Tracker
-from trainers.inference import InferenceJob, make_generator
+from trainers.inference import InferenceJob, format_rows, make_generator
 from trainers.sft import SFTJob, launch_sft
 from trainers.tiny import TinySpec, build_tiny_student
 
@@ -162,3 +163,34 @@ def train_student(
         "peak_host_rss_bytes": res.peak_host_rss_bytes,
         "peak_gpu_allocated_bytes": res.peak_gpu_allocated_bytes,
     }
+
+
+class RoundTrainer:
+    """The student's trainer as a service to plugins (`core.plugins.Trainer`), for round r of a run: models of a
+    plugin's own are fine-tuned with the run's DeepSpeed settings and the student's template into the round's
+    folder, and sampled with the student's generation stack."""
+
+    def __init__(self, cfg: RunConfig, round_dir: Path, base: Path, previous: Path | None) -> None:
+        self.cfg, self.round_dir, self.base, self.previous = cfg, round_dir, base, previous
+
+    def finetune(self, rows: Sequence[dict[str, object]], name: str, start: str, max_steps: int) -> str:
+        """Fine-tune the base ("base") or the last round's student ("student") on `rows`; returns the model folder."""
+        if start not in ("base", "student"):
+            raise ValueError(f"finetune: start must be 'base' or 'student', not {start!r}")
+        origin = self.base if start == "base" or self.previous is None else self.previous
+        out = self.round_dir / name
+        data = out / "train.jsonl"
+        write_jsonl(data, [{"instruction": r["instruction"], "output": r["output"]} for r in rows])
+        training = self.cfg.training.model_copy(update={"max_steps": max_steps, "epochs": None})
+        cfg = self.cfg.model_copy(update={"training": training})
+        train_student(cfg, origin, data, out / "sft", None, label=f"{self.round_dir.name} {name} (DeepSpeed)")
+        return str(out / "sft" / "model")
+
+    def complete(self, model: str, instructions: Sequence[str], samplings: Sequence[Sampling]) -> list[list[str]]:
+        """Each instruction in the student's template, completed by `model` with its own sampling."""
+        device = resolve_device(self.cfg.student.device)
+        backend, engine = self.cfg.student.inference_backend, _engine(self.cfg)
+        with make_generator(model, backend=backend, device=device, **engine) as gen, progress_bar() as bar:
+            bar.add_task(f"{self.round_dir.name} sample from {Path(model).parent.parent.name}", total=None, info="")
+            prompts = format_rows([{"instruction": t} for t in instructions], self.cfg.student.template, gen.tokenizer)
+            return gen.complete(prompts, samplings)

@@ -15,7 +15,7 @@ import importlib.util
 import logging
 import sys
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -56,20 +56,35 @@ def fit_context(ids: list[int], max_new_tokens: int, context: int) -> list[int]:
 
 
 class Generator(ABC):
-    """Batched greedy generation from formatted prompts; use as a context manager to free the model."""
+    """Batched generation from formatted prompts over the project's one local decoder (`core.generation`):
+    greedy for the student's answers, sampled where a caller asks; use as a context manager to free the model."""
 
     tokenizer: PreTrainedTokenizerBase
     context: int
+    decoder: TransformersDecoder | VLLMDecoder
+    seed: int | None = None  # the engine's seed for greedy requests (vLLM takes one)
 
-    @abstractmethod
     def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         """Greedy completions of already tokenised prompts, in input order."""
+        greedy = Sampling(temperature=0.0, max_tokens=max_new_tokens, stop=tuple(stop), seed=self.seed)
+        return [c.texts[0] for c in self.decoder.complete(prompt_ids, [greedy] * len(prompt_ids))]
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = ()) -> list[str]:
         """Greedy completions of prompt texts (from `format_prompt`), in input order."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        ids = [encode_text(self.tokenizer, p) for p in prompts]
+        ids = self._fit([encode_text(self.tokenizer, p) for p in prompts], max_new_tokens)
+        return self.generate_ids(ids, max_new_tokens, list(stop)) if ids else []
+
+    def complete(self, prompts: Sequence[str], samplings: Sequence[Sampling]) -> list[list[str]]:
+        """Each prompt text completed with its own sampling (temperature, nucleus, n, seed, stops), in order."""
+        ids = [
+            self._fit([encode_text(self.tokenizer, p)], s.max_tokens)[0]
+            for p, s in zip(prompts, samplings, strict=True)
+        ]
+        return [c.texts for c in self.decoder.complete(ids, samplings)] if ids else []
+
+    def _fit(self, ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         too_long = sum(len(x) + max_new_tokens > self.context for x in ids)
         if too_long:
             logger.warning(
@@ -79,12 +94,11 @@ class Generator(ABC):
                 self.context,
                 max_new_tokens,
             )
-        ids = [fit_context(x, max_new_tokens, self.context) for x in ids]
-        return self.generate_ids(ids, max_new_tokens, list(stop)) if ids else []
+        return [fit_context(x, max_new_tokens, self.context) for x in ids]
 
-    @abstractmethod
     def close(self) -> None:
-        """Free the model (and accelerator memory); the generator cannot be used afterwards."""
+        """Free the model (and accelerator memory, worker processes); the generator cannot be used afterwards."""
+        self.decoder.close()
 
     def __enter__(self) -> Generator:
         return self
@@ -109,15 +123,6 @@ class TransformersGenerator(Generator):
         model, self.tokenizer = load_student(model_path, device=self.device, dtype=dtype)
         self.decoder = TransformersDecoder(model, self.tokenizer, self.device, batch_size, str(model_path))
         self.context = self.decoder.context
-
-    def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        """Greedy completions of tokenised prompts, in input order."""
-        greedy = Sampling(temperature=0.0, max_tokens=max_new_tokens, stop=tuple(stop))
-        return [c.texts[0] for c in self.decoder.complete(prompt_ids, [greedy] * len(prompt_ids))]
-
-    def close(self) -> None:
-        """Drop the model and free accelerator memory."""
-        self.decoder.close()
 
 
 class VLLMGenerator(Generator):
@@ -164,15 +169,6 @@ class VLLMGenerator(Generator):
             **engine_kwargs,
         )
         self.context = self.decoder.context  # starts the engine: its start-up is not generation time
-
-    def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        """Greedy completions of tokenised prompts, in input order (vLLM schedules the batches itself)."""
-        greedy = Sampling(temperature=0.0, max_tokens=max_new_tokens, stop=tuple(stop), seed=self.seed)
-        return [c.texts[0] for c in self.decoder.complete(prompt_ids, [greedy] * len(prompt_ids))]
-
-    def close(self) -> None:
-        """Shut the engine and its worker processes down."""
-        self.decoder.close()
 
 
 def load_tokenizer(model_path: str | Path) -> PreTrainedTokenizerBase:

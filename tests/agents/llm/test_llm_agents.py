@@ -17,6 +17,7 @@ from agents.plans import llm2llm
 from agents.roles import NodeStats, WeaknessProfile
 from agents.similarity import rouge_l
 from core import plugins
+from core.ifd import IFDScore
 from core.plugins import Inputs, Parts
 from tests.helpers import Strategy
 
@@ -461,3 +462,46 @@ def test_retries_reach_the_model_through_the_call_cache(tmp_path: Path) -> None:
         judge.grade([{"id": "x", "instruction": "q", "output": "a", "prediction": "b"}])[0]["error_type"] == "unjudged"
     )
     assert len(backend.calls) == 5
+
+
+def test_quality_fallbacks_for_ratings_that_never_parse_and_averaged_samples() -> None:
+    """Humpback's curation with a judge that cannot judge: an unrated item is dropped (default), kept, or kept only
+    where the student's IFD is below 1; several sampled ratings are averaged (keep 5, or >= 4.5 averaged)."""
+    backend = ScriptedBackend([("Answer:\ngood", "Fine.\nScore: 5"), ("Answer:\n(low|high)", "I cannot say.")])
+    items = [
+        {"id": "good", "instruction": "q", "output": "good"},
+        {"id": "low", "instruction": "q", "output": "low"},
+        {"id": "high", "instruction": "q", "output": "high"},
+    ]
+    ifd = {"low": 0.7, "high": 1.3}
+    scored: list[list[str]] = []
+
+    def student(rows: list[dict], reverse: bool = False) -> list[IFDScore]:
+        scored.append([r["id"] for r in rows])
+        return [IFDScore(0.5 * ifd[r["id"]], 0.5, ifd[r["id"]]) for r in rows]
+
+    cls = plugins.get("curator", "quality")
+    curate = lambda **o: cls(cls.Config(name="quality", **o), Parts(client=backend, max_tries=2)).curate(  # noqa: E731
+        items, Inputs(cls, {"student": lambda: student})
+    )
+    kept, dropped = curate(on_unrated="ifd")
+    assert [(k["id"], k["quality"], k.get("quality_fallback")) for k in kept] == [
+        ("good", 5.0, None),
+        ("low", None, "unrated; student IFD 0.700"),
+    ]
+    assert dropped[0]["drop_reason"].startswith(
+        "quality: unrated (no 'Score: n' in 1-5: 'I cannot say.'); student IFD 1.300"
+    )
+    assert scored == [["low", "high"]]  # only the unrated items are scored
+    kept, dropped = curate(on_unrated="keep")
+    assert [k["id"] for k in kept] == ["good", "low", "high"] and dropped == []
+    kept, dropped = curate()
+    assert [k["id"] for k in kept] == ["good"] and len(dropped) == 2
+    # Three sampled ratings averaged: 5, 4, unparsable -> 4.5 >= 4.5 (Humpback's averaged bar).
+    replies = iter(["Score: 5", "Score: 4", "no"])
+    sampler = ScriptedBackend([("Answer:", lambda req: next(replies))])
+    part = Parts(client=sampler, max_tries=2)
+    kept, _ = cls(cls.Config(name="quality", samples=3, min_quality=4.5), part).curate(items[:1], Inputs(cls, {}))
+    assert [k["quality"] for k in kept] == [4.5]
+    (request,) = sampler.calls
+    assert (request.sampling.n, request.sampling.temperature) == (3, 0.7)
