@@ -28,6 +28,7 @@ from core.jsonl import read_jsonl, write_jsonl
 from core.plugins import Parts, PluginConfig, Trainer
 from core.records import Record
 from loop.config import CorpusConfig, RunConfig
+from loop.console import CallProgress, progress_bar
 from loop.student import in_child, resolve_device
 from loop.tasks import Task
 
@@ -54,7 +55,9 @@ def make_client(cfg: RunConfig, root: Path, model: str) -> LLMClient:
     prices = Prices(llm.price_prompt or 0.0, llm.price_completion or 0.0) if priced else None
     limited = llm.budget_tokens is not None or llm.budget_cost is not None
     budget = Budget(llm.budget_tokens, llm.budget_cost) if limited else None
-    return LLMClient(backend, cache_path=root / "llm_cache.sqlite", prices=prices, budget=budget, guided=llm.guided)
+    client = LLMClient(backend, cache_path=root / "llm_cache.sqlite", prices=prices, budget=budget, guided=llm.guided)
+    client.progress = CallProgress()  # a bar for every batch of calls longer than one chunk
+    return client
 
 
 def chat_backend(cfg: RunConfig) -> str:
@@ -190,14 +193,17 @@ def score_ifd(cfg: RunConfig, model_dir: Path | str, items: Sequence[Record], re
         fields = (f"{pre}loss_cond", f"{pre}loss_alone", f"{pre}ifd")
         return [IFDScore(*(r[f] for f in fields), r.get(f"{pre}ifd_reason")) for r in rows]
     model, tokenizer = load_student(model_dir, device=resolve_device(s.device))
-    scores = score(
-        model,
-        tokenizer,
-        items,
-        template=s.template,
-        max_length=s.max_length,
-        batch_size=cfg.ifd.batch_size,
-        reverse=reverse,
-    )
+    with progress_bar() as bar:
+        task = bar.add_task("r-IFD" if reverse else "IFD", total=None, info=f"{len(items)} items")
+        scores = score(
+            model,
+            tokenizer,
+            items,
+            template=s.template,
+            max_length=s.max_length,
+            batch_size=cfg.ifd.batch_size,
+            reverse=reverse,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     del model
     return scores

@@ -13,12 +13,16 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agents.llm.template import PreQuery
-from agents.llm.types import ChatBackend, ChatRequest, ChatResult, PartialBatch
+from agents.llm.types import ChatBackend, ChatRequest, ChatResult, LLMCallError, PartialBatch
+
+# Misses go to the backend this many at a time: a bar can follow a long batch, and a failure part way keeps the
+# chunks that came back. Large enough that vLLM still schedules a full batch, and the OpenAI backend's pool fills.
+SEND_CHUNK = 64
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -173,6 +177,8 @@ class LLMClient:
         self.prices = prices
         self.budget = budget
         self.round = 0
+        # Called as (label, done, total) while a batch of misses is sent (the loop shows a bar), then with done = total.
+        self.progress: Callable[[str, int, int], None] | None = None
         self._lock = threading.Lock()  # one connection shared by all threads, used one at a time
         try:
             if self.cache_path is not None:
@@ -239,23 +245,12 @@ class LLMClient:
         batch_seconds = 0.0
         if misses:
             self._check_budget()
-            sent = list(misses.values())
             start = getattr(self.backend, "start", None)
             if start is not None:
                 start()  # an engine's start-up is not generation time
             t0 = time.perf_counter()
-            try:
-                got = self.backend.chat(sent)
-            except PartialBatch as err:
-                # Keep the calls that came back before the failure: a resume pays only for the others.
-                kept = [(k, r, res) for (k, r), res in zip(misses.items(), err.done, strict=True) if res is not None]
-                self._record(round_, kept, self._spent(kept, time.perf_counter() - t0))
-                raise
+            got = self._send(list(misses.items()), round_, t0)
             batch_seconds = time.perf_counter() - t0
-            if len(got) != len(sent):
-                raise RuntimeError(
-                    f"backend {self.kind}:{self.model} returned {len(got)} results for {len(sent)} requests"
-                )
             for (key, req), res in zip(misses.items(), got, strict=True):
                 if len(res.texts) != req.sampling.n:
                     raise RuntimeError(
@@ -278,6 +273,34 @@ class LLMClient:
             results.append(replace(found[key], texts=list(found[key].texts), cached=True))
         self._record(round_, [(k, misses[k], found[k]) for k in misses], spent)
         return results
+
+    def _send(self, sent: list[tuple[str, ChatRequest]], round_: int, t0: float) -> list[ChatResult]:
+        """The backend's results for the misses, `SEND_CHUNK` at a time so `progress` can follow a long batch; a
+        failure part way records what came back first (a resume pays only for the rest) and is raised again."""
+        got: list[ChatResult] = []
+        label = f"round {round_}: {sent[0][1].agent} calls"
+        try:
+            for first in range(0, len(sent), SEND_CHUNK):
+                part = [req for _, req in sent[first : first + SEND_CHUNK]]
+                try:
+                    answers = self.backend.chat(part)
+                except LLMCallError as err:
+                    done = got + list(err.done if isinstance(err, PartialBatch) else [])
+                    kept = [(k, r, res) for (k, r), res in zip(sent, done, strict=False) if res is not None]
+                    if kept:
+                        self._record(round_, kept, self._spent(kept, time.perf_counter() - t0))
+                    raise
+                if len(answers) != len(part):
+                    raise RuntimeError(
+                        f"backend {self.kind}:{self.model} returned {len(answers)} results for {len(part)} requests"
+                    )
+                got += answers
+                if self.progress is not None:
+                    self.progress(label, len(got), len(sent))
+        finally:
+            if self.progress is not None:
+                self.progress(label, len(sent), len(sent))  # the bar ends, also on a failure
+        return got
 
     def _spent(self, entries: list[tuple[str, ChatRequest, ChatResult]], seconds: float) -> dict[str, Usage]:
         """Usage per agent of fresh results, the batch's `seconds` shared by completion tokens."""

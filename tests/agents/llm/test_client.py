@@ -272,3 +272,32 @@ def test_a_batch_that_fails_part_way_keeps_the_calls_that_came_back(tmp_path: Pa
     again = CountingBackend()
     results = LLMClient(again, tmp_path / "cache.sqlite").chat([ask("kept"), ask("lost")])
     assert again.batches == [["lost"]] and [r.cached for r in results] == [True, False]
+
+
+def test_a_long_batch_goes_in_chunks_that_report_progress_and_a_failure_keeps_the_chunks_done(tmp_path: Path) -> None:
+    from agents.llm.client import SEND_CHUNK
+    from agents.llm.types import LLMCallError
+
+    n = 2 * SEND_CHUNK + 5
+    backend, seen = CountingBackend(), []
+    client = LLMClient(backend, tmp_path / "cache.sqlite")
+    client.progress = lambda label, done, total: seen.append((label, done, total))
+    results = client.chat([ask(f"q{i}") for i in range(n)])
+    assert [r.texts for r in results] == [[f"echo q{i}"] for i in range(n)]  # in order across chunks
+    assert [len(b) for b in backend.batches] == [SEND_CHUNK, SEND_CHUNK, 5]
+    label = "round 0: questioner calls"
+    assert seen == [(label, SEND_CHUNK, n), (label, 2 * SEND_CHUNK, n), (label, n, n), (label, n, n)]
+
+    class DownAfterOne(CountingBackend):
+        def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+            if self.batches:
+                raise LLMCallError("the endpoint went away")
+            return super().chat(requests)
+
+    seen.clear()
+    failing = LLMClient(DownAfterOne(), tmp_path / "cache2.sqlite")
+    failing.progress = lambda label, done, total: seen.append((done, total))
+    with pytest.raises(LLMCallError, match="went away"):
+        failing.chat([ask(f"q{i}") for i in range(n)])
+    assert failing.usage()["questioner"].calls == SEND_CHUNK  # the first chunk came back and is kept
+    assert seen == [(SEND_CHUNK, n), (n, n)]  # the bar ends on the failure too
