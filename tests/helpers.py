@@ -60,7 +60,7 @@ LLM_SMALL = [
     "teacher.llm.backend=transformers",
     "teacher.llm.max_tokens=48",
     "teacher.llm.budget_tokens=null",
-    "filters.decontamination=ngram",
+    "synthesis.select=[{name: decontaminate, method: ngram}, dedup, ifd]",
     "tracking.wandb_mode=disabled",
 ]
 
