@@ -82,7 +82,7 @@ class SFTResult:
     tail_loss: float  # mean loss over the last 10% of this run's steps
     train_tokens: int  # non-padding tokens seen by this run (all ranks)
     seconds: float  # training loop only
-    tokens_per_s: float
+    tokens_per_s: float  # after the first step (its warm-up is not a rate), where the run took more than one
     model_dir: str
     checkpoint_dir: str | None = None
     resumed_from_step: int = 0
@@ -398,9 +398,17 @@ def peak_memory(engine: DeepSpeedEngine) -> dict[str, int | None]:
 
 
 def summarize(
-    losses: list[float], tokens: int, seconds: float, total_steps: int, start_step: int, out: Path
+    losses: list[float],
+    tokens: int,
+    seconds: float,
+    total_steps: int,
+    start_step: int,
+    out: Path,
+    warm: tuple[int, float] = (0, 0.0),
 ) -> SFTResult:
-    """The run's numbers; losses are those of the steps this process took."""
+    """The run's numbers; losses are those of the steps this process took. `warm` is (tokens, seconds) of the
+    first step, left out of tokens/s where later steps were taken."""
+    rate_tokens, rate_seconds = (tokens - warm[0], seconds - warm[1]) if len(losses) > 1 else (tokens, seconds)
     nan = float("nan")
     tail = losses[-max(1, math.ceil(0.1 * len(losses))) :] if losses else [nan]
     ckpt_dir = out / "checkpoints"
@@ -412,7 +420,7 @@ def summarize(
         tail_loss=sum(tail) / len(tail),
         train_tokens=tokens,
         seconds=round(seconds, 3),
-        tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else 0.0,
+        tokens_per_s=round(rate_tokens / rate_seconds, 1) if rate_seconds > 0 else 0.0,
         model_dir=str(out / "model"),
         checkpoint_dir=str(ckpt_dir) if ckpt_dir.exists() else None,
         resumed_from_step=start_step,
@@ -447,6 +455,7 @@ def train_sft(job: SFTJob) -> tuple[SFTResult, DeepSpeedEngine]:
     progress = open(progress_path, "a" if resume else "w", encoding="utf-8") if rank == 0 else None  # noqa: SIM115
     losses: list[float] = []
     tokens = 0
+    warm = (0, 0.0)
     t0 = time.perf_counter()
     try:
         for step in range(start_step + 1, total_steps + 1):
@@ -454,6 +463,8 @@ def train_sft(job: SFTJob) -> tuple[SFTResult, DeepSpeedEngine]:
             loss, step_tokens = optimizer_step(engine, batches, examples, tokenizer.pad_token_id)
             losses.append(loss)
             tokens += step_tokens
+            if len(losses) == 1:  # the first step warms up (allocations, DeepSpeed's first reduce): not a rate
+                warm = (tokens, time.perf_counter() - t0)
             if progress and (step % job.log_every == 0 or step == total_steps):
                 event = {"event": "step", "step": step, "total_steps": total_steps, "loss": round(loss, 6)}
                 event |= {"lr": lr, "tokens": tokens, "elapsed": round(time.perf_counter() - t0, 3)}
@@ -469,7 +480,7 @@ def train_sft(job: SFTJob) -> tuple[SFTResult, DeepSpeedEngine]:
     if job.save_checkpoint:
         save_engine_checkpoint(engine, out / "checkpoints", total_steps)
     save_hf_model(engine, tokenizer, out / "model")
-    return replace(summarize(losses, tokens, seconds, total_steps, start_step, out), **peaks), engine
+    return replace(summarize(losses, tokens, seconds, total_steps, start_step, out, warm), **peaks), engine
 
 
 def run_sft(job: SFTJob) -> SFTResult:

@@ -232,3 +232,11 @@ def test_extension_dir_per_environment_and_orphaned_build_lock_removed(tmp_path:
     _prepare_extensions(env)
     assert env["TORCH_EXTENSIONS_DIR"] == str(tmp_path)
     assert not old.exists() and fresh.exists()  # a lock of a build that may still be running stays
+
+
+def test_tokens_per_second_leaves_the_first_steps_warm_up_out(tmp_path: Path) -> None:
+    # A first step of 100 tokens in 2 s (allocation, DeepSpeed's first reduce), then 200 tokens in 2 s.
+    many = sft.summarize([1.0, 0.5, 0.4], 300, 4.0, 3, 0, tmp_path, warm=(100, 2.0))
+    assert many.tokens_per_s == 100.0 and many.seconds == 4.0
+    one = sft.summarize([1.0], 100, 2.0, 1, 0, tmp_path, warm=(100, 2.0))  # one step: its own rate is all there is
+    assert one.tokens_per_s == 50.0
