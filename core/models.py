@@ -222,8 +222,11 @@ def convert_gguf(gguf: Path, out: Path) -> None:
             f"loading {gguf} needs the gguf and accelerate packages ({err}); fix: `pip install gguf accelerate` "
             "(or rerun `bash scripts/bootstrap.sh`)"
         ) from err
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise ModelConversionError(f"transformers cannot load the GGUF file {gguf}: {err}") from err
+    except Exception as err:  # the GGUF reader fails on a malformed file in many ways: struct.error, OverflowError, ...
+        raise ModelConversionError(
+            f"transformers cannot load the GGUF file {gguf} (cut short, or not a GGUF model): "
+            f"{type(err).__name__}: {err}"
+        ) from err
     # transformers refuses save_pretrained on a GGUF-loaded model; a fresh model of the same config takes its
     # weights (tied ones included) and saves like any other. The config loses its GGUF quantization entry, which
     # would send transformers and vLLM back to the GGUF loader on a folder that has no GGUF file.

@@ -422,6 +422,7 @@ def ifd(
     ] = False,
 ) -> None:
     """Score Instruction-Following Difficulty, IFD = loss(A|Q) / loss(A), for every row of a file."""
+    from core.models import ModelConversionError
     from trainers.ifd import score_file
 
     if not data.is_file():
@@ -429,7 +430,7 @@ def ifd(
         raise typer.Exit(2)
     try:
         stats = score_file(model, data, out, template, max_length, batch_size, device, reverse)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ModelConversionError) as err:
         typer.secho(f"gaploop ifd: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     typer.echo(

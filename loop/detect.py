@@ -32,6 +32,7 @@ from agents.llm.teacher import LLMTeacher
 from agents.plans import autodetect
 from agents.roles import WeaknessProfile
 from agents.search import WorldSearch, cell_stats
+from core.models import ModelConversionError, ModelNotFoundError, resolve_model
 from core.plugins import Inputs
 from loop import files as F
 from loop.config import RunConfig
@@ -154,6 +155,8 @@ def _check(cfg: RunConfig, opts: DetectOptions) -> None:
         raise DetectError("give --domain (the model proposes the taxonomy) or --taxonomy FILE, not both")
     if opts.model and opts.run:
         raise DetectError("give --model or --run, not both")
+    if opts.model:
+        _model_folder(opts.model)  # before the report folder is made
     if opts.round is not None and not opts.run:
         raise DetectError("--round picks a round of --run; give --run too")
     if opts.iterations < 0 or opts.per_node < 1:
@@ -254,12 +257,21 @@ class LLMSearch:
         return self.judge.grade(answered)
 
 
+def _model_folder(name: str) -> Path:
+    """The HF folder --model names (a GGUF file is converted once); DetectError where there is none."""
+    try:
+        model = Path(resolve_model(name))
+    except (ModelNotFoundError, ModelConversionError) as err:
+        raise DetectError(f"--model: {err}") from None
+    if not (model / "config.json").is_file():
+        raise DetectError(f"--model {name}: not a Hugging Face model folder (no config.json in it)")
+    return model
+
+
 def resolve_student(cfg: RunConfig, opts: DetectOptions, out: Path) -> tuple[Path, list[str], str]:
     """(model folder, questions it was trained on, where it came from)."""
     if opts.model:
-        model = Path(opts.model)
-        if not (model / "config.json").is_file():
-            raise DetectError(f"--model {model}: not a Hugging Face model folder (no config.json in it)")
+        model = _model_folder(opts.model)
         return model, [], f"model {model}"
     if opts.run:
         return _run_student(Path(opts.run), opts.round)

@@ -5,6 +5,11 @@ an error naming what was wrong and where, before any run directory exists, or is
 from __future__ import annotations
 
 import json
+import os
+import random
+import subprocess
+import sys
+import time
 import types
 import typing
 from pathlib import Path
@@ -12,10 +17,18 @@ from pathlib import Path
 import annotated_types
 import pytest
 from pydantic import BaseModel
+from typer.testing import CliRunner
 
 from agents.tasks.datasets import DataError, load_rows
 from core.jsonl import DataFileError, read_jsonl
-from core.models import ModelFolderError, check_model
+from core.models import (
+    ModelConversionError,
+    ModelFolderError,
+    ModelNotFoundError,
+    alias_path,
+    check_model,
+)
+from loop.cli import app
 from loop.config import ConfigError, RunConfig, load_config
 from loop.runner import start_run
 
@@ -222,3 +235,82 @@ def test_a_model_path_that_does_not_exist_is_named_and_a_hub_name_is_left_to_the
         check_model(str(tmp_path / "nowhere"))
     check_model("HuggingFaceTB/SmolLM2-135M-Instruct")  # not here: a hub name, fetched (or not) when loaded
     check_model(_model_folder(tmp_path, "none"))  # a whole folder passes
+
+
+def _not_a_gguf(root: Path, kind: str) -> Path:
+    """x.gguf that is no GGUF model."""
+    rng = random.Random(0)
+    if kind == "random bytes":
+        data = rng.randbytes(4096)
+    elif kind == "the GGUF magic, then random bytes":
+        data = b"GGUF" + rng.randbytes(4096)
+    else:  # the first 4 KB of a real one, as a download cut short leaves it
+        try:
+            with open(alias_path("smollm2-135m-instruct"), "rb") as fh:
+                data = fh.read(4096)
+        except ModelNotFoundError as err:
+            pytest.skip(f"no real GGUF file to cut short here: {err}")
+    path = root / "x.gguf"
+    path.write_bytes(data)
+    return path
+
+
+NOT_GGUF = {
+    "random bytes": (ModelNotFoundError, r"x.gguf is not a GGUF file \(it starts with b'"),
+    # Before, the GGUF reader's own struct.error (and, in a fuzz of 80 damaged files, an OverflowError) escaped.
+    "the GGUF magic, then random bytes": (ModelConversionError, r"transformers cannot load the GGUF file .*x.gguf"),
+    "a real GGUF cut short": (ModelConversionError, r"x.gguf \(cut short, or not a GGUF model\): error: unpack_from"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_GGUF))
+def test_a_gguf_that_is_not_one_is_named_before_any_folder_is_made(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAPLOOP_CACHE", str(tmp_path / "cache"))
+    gguf, run_dir, out = _not_a_gguf(tmp_path, kind), tmp_path / "run", tmp_path / "detect"
+    error, message = NOT_GGUF[kind]
+    for field in ("student.model", "ifd.model"):
+        cfg = load_config(None, [f"{field}={gguf}", f"run_dir={run_dir}", "tracking.wandb_mode=disabled"])
+        with pytest.raises(error, match=message):
+            start_run(cfg)
+        assert not run_dir.exists()
+    got = CliRunner().invoke(app, ["detect", "tracking.wandb_mode=disabled", "--model", str(gguf), "--out", str(out)])
+    assert got.exit_code == 2 and "--model: " in got.output, got.output
+    assert not out.exists()  # before: the report folder was made, then the model named
+
+
+def test_a_dataset_file_with_a_10_mb_row_is_read_and_trained_on_in_bounded_memory(tmp_path: Path) -> None:
+    """One question of 10 MB in the train split of a dataset task: round 0 takes it into the seed, trains on it
+    (cut to student.max_length tokens) and finishes; no hang, no memory blow-up."""
+    rows = [{"q": f"Tom has {a} apples and buys {a + 1} more. How many?", "a": f"#### {2 * a + 1}"} for a in range(35)]
+    big = " ".join(random.Random(0).choice(["apples", "pears", "costs", "many"]) for _ in range(2_000_000))
+    rows[3]["q"] = big + " How many apples?"
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows[:25]))  # every row is drawn: 20 seed, 5 probes
+    test.write_text("".join(json.dumps(r) + "\n" for r in rows[25:]))
+    assert train.stat().st_size > 10_000_000
+    run = tmp_path / "run"
+    args = ["configs/smollm2_gsm8k.yaml", "student.model=tiny", "student.template=plain", "student.max_length=64"]
+    args += ["student.max_new_tokens=8", "rounds.max_rounds=0", f"task.dataset.source={train}"]
+    args += [f"task.dataset.test_source={test}", "task.dataset.seed_count=20", "task.dataset.probe_count=5"]
+    args += ["task.dataset.test_count=10", "training.epochs=null", "training.max_steps=5", "training.grad_accum=1"]
+    args += ["teacher.llm.backend=openai", "teacher.llm.model=unused", "teacher.llm.base_url=http://127.0.0.1:9/v1"]
+    args += ["task.dataset.fields={instruction: q, output: a}", "tracking.wandb_mode=disabled", f"run_dir={run}"]
+    log = tmp_path / "log.txt"
+    t0 = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "loop.cli", "run", *args], stdout=out, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)  # the peak RSS of the run and of every child it waited for
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - t0
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    drawn = {
+        f: [json.loads(x)["instruction"] for x in (run / f).read_text().splitlines()]
+        for f in ("round_000/items.jsonl", "probe.jsonl")
+    }
+    where = [f for f, questions in drawn.items() if big + " How many apples?" in questions]
+    assert where, "the 10 MB row was cut or skipped"
+    peak_gb = usage.ru_maxrss / 1024**2
+    print(f"10 MB row: {seconds:.0f} s, peak RSS {peak_gb:.2f} GB, in {where[0]}")
+    assert peak_gb < 4, f"peak RSS {peak_gb:.2f} GB for a 10 MB row"
