@@ -23,11 +23,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from agents.proposal import Ask, Proposal, Written, failed_examples, node_asks, rejection
+from agents.proposal import Ask, Proposal, Written, candidate_record, failed_examples, node_asks, rejection
 from agents.similarity import TfidfIndex, rouge_l
 from core.generation import Sampling
 from core.plugins import Inputs, Plugin, PluginConfig, register
-from core.records import Record, item_id
+from core.records import Record
 from core.text import question_key
 
 
@@ -158,23 +158,7 @@ class BacktranslationWriter(Plugin):
     def _item(
         self, ask: Ask, why: str, doc: int, instruction: str, document: str, round: int, strategy: str, k: int
     ) -> Record:
-        p = ask.parent
-        return {
-            "id": item_id(round, strategy, k),
-            "instruction": instruction,
-            "output": document,
-            "answered": True,  # the document is the answer: the answer stage keeps it
-            "reference": document,  # on the world, verify compares it with the oracle's answer
-            "teacher": "corpus",
-            "document": doc,
-            "knowledge_point": p.get("knowledge_point"),
-            "facet": p.get("facet"),
-            "skill": p.get("skill"),
-            "difficulty": p.get("difficulty"),
-            "source": "synthetic",
-            "round": round,
-            "strategy": strategy,
-            "writer": self.name,
-            "parent_id": p["id"],
-            "why": why,
-        }
+        """A candidate whose answer is its document (`answered`: the answer stage keeps it; `reference`: on the
+        world, verify compares it with the oracle's answer to the instruction)."""
+        item = candidate_record(ask, instruction, document, "", round, k, strategy, self.name)
+        return {**item, "output": document, "answered": True, "teacher": "corpus", "document": doc, "why": why}
