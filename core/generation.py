@@ -11,6 +11,7 @@ decoder is built or used, not with this module.
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import threading
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from core.children import hold_engine
 from core.text import cut_at_stop
 
 if TYPE_CHECKING:
@@ -142,6 +144,8 @@ class TransformersDecoder:
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         self.context = int(getattr(model.config, "max_position_embeddings", 2048))
         self._lock = threading.Lock()  # one decode at a time: the model is shared and not re-entrant
+        takes = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._last_logits: dict[str, int] = {"logits_to_keep": 1} if takes else {}
         self._compiler: Any = None  # xgrammar's compiler, made at the first guided request
         self._grammars: dict[Guide, Any] = {}
 
@@ -220,6 +224,9 @@ class TransformersDecoder:
                     position_ids=positions.to(self.device),
                     past_key_values=past,
                     use_cache=True,
+                    # Only the last position's logits are read: on the prompt's pass the LM head would otherwise
+                    # run over every prompt token (SmolLM2's 49k vocabulary made that most of a prefill's work).
+                    **self._last_logits,
                 )
                 past = out.past_key_values
                 logits = out.logits[:, -1, :].float().cpu().contiguous()
@@ -358,6 +365,7 @@ class VLLMDecoder:
                 import vllm
             except ImportError as err:
                 raise ImportError(f"vLLM is needed here but cannot be imported ({err}); {VLLM_INSTALL_HINT}") from err
+            hold_engine()  # its processes stop once this one is gone, even by SIGKILL (core/children.py)
             try:
                 self._llm = vllm.LLM(model=self.path, **self.engine)
             except (RuntimeError, ValueError, OSError) as err:
