@@ -9,6 +9,10 @@ Three pieces, because a child can lose its parent three ways:
   every gaploop child process (the trainer's ranks behind any launcher, inference, IFD) watches that
   process and exits within a second of its death. (Not the kernel's parent-death signal: it would reach
   only the direct child, which under the DeepSpeed launcher is the launcher, not the ranks.)
+- `hold_engine()` / `watch_holder()`: a vLLM engine runs in processes vLLM starts (its engine core, each
+  worker), which no gaploop code starts. The process that builds an engine names itself first, and has vLLM
+  spawn them; a spawned process imports the main module again (`trainers.inference`, `loop.cli`), which
+  calls `watch_holder()`: once the holder is gone it stops as vLLM stops on SIGTERM (exit after 5 s at most).
 - `PidFile`: the trainer's launcher writes its process group to the job's folder; a resume that finds it
   alive (it holds the run's lock, so nothing else can be driving that job) stops it before redoing the
   phase, so two trainers never write one output folder.
@@ -28,6 +32,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 PARENT_ENV = "GAPLOOP_PARENT"  # host:pid:start of the process whose death ends this one
+HOLDER_ENV = "GAPLOOP_ENGINE_HOLDER"  # the same, of the process whose vLLM engine this one runs
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -85,10 +90,15 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _me() -> str:
+    me = os.getpid()
+    return f"{socket.gethostname()}:{me}:{start_time(me) or ''}"
+
+
 def tie_to_parent(env: MutableMapping[str, str]) -> MutableMapping[str, str]:
     """Name this process in a child's environment as the one whose death ends it (see `watch_parent`)."""
-    me = os.getpid()
-    env[PARENT_ENV] = f"{socket.gethostname()}:{me}:{start_time(me) or ''}"
+    env[PARENT_ENV] = _me()
+    env.pop(HOLDER_ENV, None)  # a gaploop child holds its own engines, if any
     return env
 
 
@@ -98,8 +108,29 @@ def watch_parent(interval: float = 0.5) -> threading.Thread | None:
     Nothing happens without the variable, or on another host (a rank started over ssh by a multi-node
     launcher cannot see the orchestrator's pid; its launcher ends it).
     """
-    value = os.environ.get(PARENT_ENV, "")
-    host, _, rest = value.partition(":")
+    return _watch(PARENT_ENV, "the process that started this one", interval, grace=0.0)
+
+
+def hold_engine() -> None:
+    """Before building a vLLM engine here: name this process as its holder, and have vLLM spawn its processes
+    (not fork them), so that each imports the main module again and watches this one (`watch_holder`)."""
+    os.environ[HOLDER_ENV] = _me()
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+
+
+def watch_holder(interval: float = 0.5) -> threading.Thread | None:
+    """In a process vLLM spawned for an engine (called by the main module it imports): once the process holding
+    the engine is gone, SIGTERM itself (vLLM shuts its engine core and workers down on it), exit 5 s later at
+    the latest. Nothing happens in the holder, nor in a process no holder started."""
+    if os.environ.get(HOLDER_ENV, "").split(":")[1:2] == [str(os.getpid())]:
+        return None  # the holder itself
+    return _watch(HOLDER_ENV, "the process holding this vLLM engine", interval, grace=5.0)
+
+
+def _watch(variable: str, who: str, interval: float, grace: float) -> threading.Thread | None:
+    """Stop this process once the one named in `variable` (host:pid:start) is gone: at once (status 143), or
+    with a SIGTERM to itself first and `grace` seconds to act on it."""
+    host, _, rest = os.environ.get(variable, "").partition(":")
     pid_text, _, started = rest.partition(":")
     if not pid_text.isdigit() or host != socket.gethostname():
         return None
@@ -108,14 +139,14 @@ def watch_parent(interval: float = 0.5) -> threading.Thread | None:
     def watch() -> None:
         while alive(pid, started):
             time.sleep(interval)
-        print(
-            f"gaploop: the process that started this one (pid {pid}) is gone; stopping {os.getpid()}",
-            file=sys.stderr,
-            flush=True,
-        )
+        with suppress(OSError):  # stderr may be a pipe to the process that is gone (before: the thread died here)
+            print(f"gaploop: {who} (pid {pid}) is gone; stopping {os.getpid()}", file=sys.stderr, flush=True)
+        if grace:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(grace)
         os._exit(143)
 
-    if not alive(pid, started):  # it died before we got here
+    if not alive(pid, started) and not grace:  # it died before we got here
         watch()
     thread = threading.Thread(target=watch, name="gaploop-parent-watch", daemon=True)
     thread.start()

