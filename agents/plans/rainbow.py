@@ -45,7 +45,7 @@ from agents.llm.types import ChatRequest, Sampling
 from agents.proposal import Ask, Proposal, allocate
 from agents.similarity import sentence_bleu
 from agents.tasks.styles import STYLES, applies, restyle
-from agents.tasks.world import get_point, is_correct, point_of, sample_item, solve
+from agents.tasks.world import get_point, is_correct, is_template, point_of, sample_item, solve
 from core.plugins import Inputs, Plugin, PluginConfig, register
 from core.records import Record
 from core.text import question_key
@@ -160,7 +160,10 @@ class _Rainbow(Plugin, ABC):
         self.rejected: Counter[str] = Counter()
         self.qd: list[float] = []
         self.remeasure()
-        self.parents = [p for p in inputs["probes"] if str(p.get("knowledge_point")) in self.points]
+        # The task's own probes: the archive's elites asked as probes are measured above, and they are styled.
+        self.parents = [
+            p for p in inputs["probes"] if str(p.get("knowledge_point")) in self.points and p.get("source") != "archive"
+        ]
         # a point's skill as the task's items name it (the evaluation's accuracy per skill counts elites too)
         self.skills = {str(p["id"]): str(p.get("category") or "") for p in inputs["taxonomy"]}
         self.skills |= {str(p["knowledge_point"]): str(p["skill"]) for p in self.parents if p.get("skill")}
@@ -322,6 +325,7 @@ class RainbowPlan(_Rainbow):
         if "plain" not in self.config.styles:
             return 0
         keep = ("id", "instruction", "output", "knowledge_point", "facet", "difficulty")
+        probes = [p for p in probes if is_template(str(p["instruction"]))]  # a plain cell holds the world's wording
         items = [
             {
                 **{k: p[k] for k in keep},

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agents.tasks.world import CONTEXT_SENTENCES, get_point, number_words, point_of, solve
+from agents.tasks.world import CONTEXT_SENTENCES, get_point, is_template, number_words, point_of, solve
 
 # name -> what the style does, in words (the chat mutator's prompt shows it; `gaploop plugins` lists it)
 STYLES: dict[str, str] = {
@@ -171,8 +171,8 @@ def restyle(style: str, question: str, point: str, rng: random.Random) -> Styled
     """`question` (a world question of `point`) in `style`, checked by the oracle; or why not, as a short reason:
     `not applicable`, `unreadable` (the oracle cannot read it), `answer changed`, `point changed`."""
     gold = solve(question)
-    if gold is None or point_of(question) != point:
-        raise ValueError(f"restyle needs a question of {point} the oracle can solve, got {question!r}")
+    if gold is None or point_of(question) != point or not is_template(question):
+        raise ValueError(f"restyle needs a question of {point} in the world's wording, got {question!r}")
     styled = _WRITERS[_known(style)](question, point, rng)
     if styled is None:
         return "not applicable"

@@ -457,6 +457,11 @@ def solve(question: str) -> str | None:
     return None if value.startswith("-") else value
 
 
+def is_template(question: str) -> bool:
+    """Whether a question is in the world's own wording (not a styled form of one)."""
+    return _base_template(question) is not None
+
+
 def point_of(question: str) -> str | None:
     """The knowledge point a question tests, read from its text (None where the world cannot answer it): a
     model that was asked for one point often writes another's question."""

@@ -23,7 +23,7 @@ from agents.proposal import Ask, Proposal
 from agents.similarity import sentence_bleu
 from agents.tasks import styles
 from agents.tasks.styles import STYLES, Styled, applies, restyle
-from agents.tasks.world import LEVELS, generate_items, point_of, points_for, sample_item, solve
+from agents.tasks.world import LEVELS, generate_items, is_template, point_of, points_for, sample_item, solve
 from agents.writers.perturb import PerturbWriter
 from core.ifd import IFDScore
 from core.plugins import Inputs, Parts
@@ -126,6 +126,8 @@ def test_a_rewording_the_oracle_does_not_confirm_is_dropped_with_a_named_reason(
         assert restyle("paraphrase", "What is 47 + 8?", "add.carry", random.Random(0)) == reason
     with pytest.raises(ValueError, match="unknown style 'slang'"):
         restyle("slang", "What is 47 + 8?", "add.carry", random.Random(0))
+    with pytest.raises(ValueError, match="in the world's wording"):  # a styled question is not restyled again
+        restyle("context", "Add 47 and 8.", "add.carry", random.Random(0))
 
 
 def test_the_world_still_solves_its_own_questions_as_before() -> None:
@@ -172,13 +174,15 @@ def _probes(student: FakeStudent) -> list[Record]:
     return [{**a, "correct": a["prediction"] == a["output"]} for a in student.answers(items)]
 
 
-def _inputs(plan: type, student: FakeStudent, state: dict | None, known: Sequence[str] = ()) -> Inputs:
+def _inputs(
+    plan: type, student: FakeStudent, state: dict | None, known: Sequence[str] = (), more: Sequence[Record] = ()
+) -> Inputs:
     from agents.tasks.world import get_point
 
     taxonomy = [{"id": p, "category": get_point(p).skill, "description": get_point(p).description} for p in POINTS]
     values = {
         "taxonomy": taxonomy,
-        "probes": _probes(student),
+        "probes": [*_probes(student), *more],
         "known": list(known),
         "answers": student.answers,
         "student": student.scores,
@@ -194,7 +198,10 @@ def _plan(**options: object) -> RainbowPlan:
 
 def _round(plan: RainbowPlan, student: FakeStudent, state: dict | None, r: int, budget: int = 12) -> Proposal:
     plan.load_state(state)
-    return plan.propose(_inputs(RainbowPlan, student, state), budget, r, random.Random(f"rainbow:{r}"))
+    # as in the loop, the last round's probes hold the archive's elites (styled), graded, beside the task's own
+    archived = [{**a, "correct": a["prediction"] == a["output"]} for a in student.answers(plan.probes())]
+    inputs = _inputs(RainbowPlan, student, state, more=archived)
+    return plan.propose(inputs, budget, r, random.Random(f"rainbow:{r}"))
 
 
 def test_a_round_fills_the_archive_with_oracle_valid_failures_and_asks_from_them() -> None:
@@ -254,6 +261,9 @@ def test_the_state_round_trips_and_the_next_round_continues_from_it_exactly() ->
     got_b = _round(b, FakeStudent(), json.loads(json.dumps(saved)), 2)
     assert a.state() == b.state() and [x.parent["id"] for x in got_a.asks] == [x.parent["id"] for x in got_b.asks]
     assert [h["round"] for h in a.state()["history"]] == [1, 2]  # type: ignore[index]
+    for row in a.state()["elites"]:  # type: ignore[index]  # the archive's probes never enter a plain cell
+        assert (row["cell"][1] == "plain") == is_template(row["item"]["instruction"])
+        assert is_template(row["item"]["base"])
     assert a.made > first.made  # ids keep counting across rounds
     ids = [row["item"]["id"] for row in a.state()["elites"]]  # type: ignore[index]
     assert len(ids) == len(set(ids))
