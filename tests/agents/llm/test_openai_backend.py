@@ -4,15 +4,9 @@ where vLLM is installed, against a real `vllm` OpenAI server of a tiny model."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +16,7 @@ import pytest
 from agents.llm.backends import LLMCallError, OpenAIBackend, TransformersBackend, chat_prompt_ids, make_backend
 from agents.llm.types import ChatRequest, Sampling
 from tests.agents.llm.conftest import VLLM_MISSING, VLLM_SKIP_REASON
+from tests.helpers import vllm_server as serve_vllm
 
 KEY_ENV = "GAPLOOP_TEST_OPENAI_KEY"
 Reply = tuple[int, dict[str, str], dict[str, object]]
@@ -208,55 +203,12 @@ def test_the_key_comes_from_the_environment_only(fake: FakeOpenAI, monkeypatch: 
         make_backend("anthropic", "claude")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
-
-
 @pytest.fixture(scope="module")
 def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m vllm.entrypoints.openai.api_server` of the tiny model on a free loopback port."""
-    port = _free_port()
     log = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model_dir)]
-    cmd += ["--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32"]
-    cmd += ["--gpu-memory-utilization", "0.1", "--max-model-len", "256", "--enforce-eager"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-            start_new_session=True,  # its own process group, so its workers stop with it
-        )
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the vLLM server exited with {proc.returncode} while starting:\n{_tail(log)}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass  # not listening yet
-            if time.monotonic() > deadline:
-                pytest.fail(f"the vLLM server did not answer /v1/models within 300 s:\n{_tail(log)}")
-            time.sleep(1.0)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    with serve_vllm(tiny_model_dir, "tiny", log, "--gpu-memory-utilization", "0.1", "--max-model-len", "256") as url:
+        yield url
 
 
 @pytest.mark.vllm
