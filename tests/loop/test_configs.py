@@ -38,8 +38,10 @@ def test_the_shipped_configs_are_the_ones_checked_here() -> None:
 def test_each_strategy_config_names_its_plugin_and_lets_the_world_answer(name: str) -> None:
     cfg = load_config(CONFIG_DIR / "strategies" / f"{name}.yaml")
     s = cfg.synthesis
-    named = {s.writer.name, *(c.name for c in s.refine), *(c.name for c in s.select or [])}  # type: ignore[union-attr]
-    assert name in named and (cfg.teacher.answers == "oracle_first" or cfg.task.name != "world")
+    named = {s.plan.name, s.writer.name, *(c.name for c in s.refine), *(c.name for c in s.select or [])}  # type: ignore[union-attr]
+    # on the world task its code answers: the world teacher, or a chat teacher with answers oracle_first
+    world_answers = cfg.teacher.kind == "world" or cfg.teacher.answers == "oracle_first"
+    assert name in named and (world_answers or cfg.task.name != "world")
     assert config_from_dict(yaml.safe_load(dump_config(cfg)), f"{name} resolved") == cfg
 
 
