@@ -124,6 +124,32 @@ def test_gradient_checkpointing_trains_the_same_run(setup: tuple[Path, Path, Pat
     assert recomputed.losses == pytest.approx(plain.losses, rel=1e-4)
 
 
+def test_one_rank_of_zero0_skips_the_gradient_all_reduce_and_trains_the_same_run(
+    setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, base, data = setup
+    skipped, engine = train_sft(make_job(base, data, root / "skipped", max_steps=8))
+    try:
+        assert not engine.enable_backward_allreduce
+    finally:
+        engine.destroy()
+    # DeepSpeed's own path: flatten every gradient, all-reduce it over one rank, divide by 1, copy it back.
+    build = sft.build_engine
+
+    def with_all_reduce(*args: object, **kwargs: object) -> object:
+        built = build(*args, **kwargs)  # type: ignore[arg-type]
+        built.enable_backward_allreduce = True
+        return built
+
+    monkeypatch.setattr(sft, "build_engine", with_all_reduce)
+    reduced, engine = train_sft(make_job(base, data, root / "reduced", max_steps=8))
+    try:
+        assert engine.enable_backward_allreduce
+    finally:
+        engine.destroy()
+    assert skipped.losses == pytest.approx(reduced.losses, rel=1e-6)
+
+
 def test_launch_sft_in_a_child_reports_progress(setup: tuple[Path, Path, Path]) -> None:
     root, base, data = setup
     events: list[dict[str, object]] = []
