@@ -135,13 +135,24 @@ def start(args: list[str], hold: str | None, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != HOLD_ENV}
     if hold:
         env[HOLD_ENV] = hold
-    return subprocess.Popen(
-        [sys.executable, "-m", "loop.cli", *args],
-        stdout=open(log, "a"),  # noqa: SIM115 - the child owns it
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    # As a terminal starts it: Ctrl-C not ignored. pytest run in the background by a non-interactive shell
+    # (`pytest &`, nohup) has SIGINT ignored, as POSIX asks of such jobs; a child inherits that, and Python keeps
+    # an inherited ignored SIGINT ignored, so a test's SIGINT would do nothing. A handled signal is reset to the
+    # default at exec, so handling it here while the child starts gives the child the default.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "loop.cli", *args],
+            stdout=open(log, "a"),  # noqa: SIM115 - the child owns it
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def kill_when_held(proc: subprocess.Popen, log: Path, hold: str, timeout: float = 300) -> None:
