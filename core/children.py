@@ -74,7 +74,11 @@ def alive(pid: int, started: str | None = None) -> bool:
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """While inside: SIGTERM and SIGHUP raise `Stopped` in the main thread (earlier handlers come back after)."""
+    """While inside: SIGTERM and SIGHUP raise `Stopped` in the main thread (earlier handlers come back after).
+
+    A signal this process was started with ignored stays ignored: `nohup gaploop run ... &` must survive the
+    terminal's SIGHUP, which is what nohup is for (Python does the same for an inherited ignored SIGINT).
+    """
 
     def handler(signum: int, frame: object) -> None:
         raise Stopped(signum)
@@ -82,7 +86,7 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN}
     try:
         yield
     finally:

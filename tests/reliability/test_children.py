@@ -217,6 +217,21 @@ def test_stop_signals_raise_stopped_and_the_old_handlers_come_back(sig: signal.S
     assert signal.getsignal(sig) == before
 
 
+def test_a_signal_ignored_at_start_stays_ignored_as_nohup_asks() -> None:
+    before = signal.getsignal(signal.SIGHUP)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what `nohup gaploop run ... &` starts it with
+    try:
+        with pytest.raises(Stopped) as caught, stop_on_signals():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)  # the terminal closes: nothing happens
+            os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM still stops it
+            time.sleep(5)
+        assert caught.value.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_resume_stops_an_orphaned_trainer_before_redoing_its_job(tmp_path: Path) -> None:
     """A trainer that outlived a killed run (its watch disabled here) is stopped by the resume's launch."""
     from agents.tasks.world import generate_items, points_for
