@@ -135,13 +135,13 @@ def start(args: list[str], hold: str | None, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != HOLD_ENV}
     if hold:
         env[HOLD_ENV] = hold
-    # As a terminal starts it: Ctrl-C not ignored. pytest run in the background by a non-interactive shell
-    # (`pytest &`, nohup) has SIGINT ignored, as POSIX asks of such jobs; a child inherits that, and Python keeps
-    # an inherited ignored SIGINT ignored, so a test's SIGINT would do nothing. A handled signal is reset to the
-    # default at exec, so handling it here while the child starts gives the child the default.
-    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    if ignored:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # As a terminal starts it: Ctrl-C and hang-up not ignored. pytest run in the background by a non-interactive
+    # shell has SIGINT ignored (POSIX asks it of such jobs), under nohup SIGHUP too; a child inherits that, and
+    # Python and gaploop keep an inherited ignore (tests/reliability/test_children.py), so a test's signal would do
+    # nothing. A handled signal is reset to the default at exec: handling it here while the child starts does it.
+    ignored = [s for s in (signal.SIGINT, signal.SIGHUP) if signal.getsignal(s) == signal.SIG_IGN]
+    for s in ignored:
+        signal.signal(s, signal.default_int_handler)
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "loop.cli", *args],
@@ -151,8 +151,8 @@ def start(args: list[str], hold: str | None, log: Path) -> subprocess.Popen:
             start_new_session=True,
         )
     finally:
-        if ignored:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for s in ignored:
+            signal.signal(s, signal.SIG_IGN)
 
 
 def kill_when_held(proc: subprocess.Popen, log: Path, hold: str, timeout: float = 300) -> None:

@@ -209,12 +209,15 @@ def test_pid_file_stops_a_live_orphan_and_forgets_a_dead_one(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_stop_signals_raise_stopped_and_the_old_handlers_come_back(sig: signal.Signals) -> None:
-    before = signal.getsignal(sig)
-    with pytest.raises(Stopped) as caught, stop_on_signals():
-        os.kill(os.getpid(), sig)
-        time.sleep(5)
-    assert caught.value.signum == sig and caught.value.args == (sig.name,)
-    assert signal.getsignal(sig) == before
+    outer = signal.signal(sig, signal.SIG_DFL)  # as a terminal starts a program (pytest under nohup ignores SIGHUP)
+    try:
+        with pytest.raises(Stopped) as caught, stop_on_signals():
+            os.kill(os.getpid(), sig)
+            time.sleep(5)
+        assert caught.value.signum == sig and caught.value.args == (sig.name,)
+        assert signal.getsignal(sig) == signal.SIG_DFL
+    finally:
+        signal.signal(sig, outer)
 
 
 def test_a_signal_ignored_at_start_stays_ignored_as_nohup_asks() -> None:
