@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -201,6 +202,26 @@ class PidFile:
             time.sleep(0.1)
         self.clear()
         return pid
+
+
+def stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """Stop a child started with `start_new_session=True` and everything in its process group (a launcher's
+    ranks, a server's workers): SIGTERM, then SIGKILL if the child is still there after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from agents.proposal import Proposer
 from agents.roles import WeaknessProfile
 from agents.tasks.world import get_point, points_for
 from core import plugins
+from core.children import free_port, stop_group
 from core.plugins import Parts
 from core.records import Record
 from loop.steps import HOLD_ENV
@@ -168,13 +168,6 @@ def kill_when_held(proc: subprocess.Popen, log: Path, hold: str, timeout: float 
     proc.wait()
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
@@ -214,10 +207,4 @@ def vllm_server(model: Path, name: str, log: Path, *options: str) -> Iterator[st
             time.sleep(1.0)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc, grace=30)

@@ -23,8 +23,6 @@ import math
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +35,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from core.children import PidFile
+from core.children import PidFile, free_port, stop_group
 from core.jobs import PACKAGE_ROOT, Job, child_env, child_main, read_result, write_job
 from core.jsonl import iter_jsonl
 from core.models import resolve_model
@@ -499,13 +497,6 @@ def run_sft(job: SFTJob) -> SFTResult:
 # Child process
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class SFTError(RuntimeError):
     """The training child failed; the message carries the tail of its stderr."""
 
@@ -541,18 +532,6 @@ def _read_new_events(path: Path, offset: int) -> tuple[list[dict[str, object]], 
     end = chunk.rfind(b"\n") + 1  # a line still being written is read next time
     lines = chunk[:end].decode("utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()], offset + end
-
-
-def _stop_child(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the child's process group (the launcher's workers too), then kill if it lingers."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def _tail(path: Path, n_lines: int = 40) -> str:
@@ -636,7 +615,7 @@ def launch_sft(
                 time.sleep(0.2)
         except BaseException:
             # KeyboardInterrupt, a stop signal or a failing callback: never leave a trainer running on its own.
-            _stop_child(proc)
+            stop_group(proc, grace=10)  # the launcher's workers too
             raise
         finally:
             if proc.poll() is not None:

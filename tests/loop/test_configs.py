@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.children import free_port
 from loop.config import CONFIG_DIR, config_from_dict, dump_config, load_config
 from loop.student import sft_job
 from trainers.sft import build_ds_config
@@ -305,15 +306,12 @@ def _gone(pid: int) -> bool:
 
 def _fake_launch(tmp_path: Path, mode: str, *extra: str, run_exit: int = 0) -> subprocess.CompletedProcess[str]:
     import json
-    import socket
     import sys
 
     for name, text in (("python", FAKE_SERVER), ("gaploop", FAKE_GAPLOOP)):
         (tmp_path / name).write_text(text.format(python=sys.executable))
         (tmp_path / name).chmod(0o755)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         "PATH": "/usr/bin:/bin",
         "PYTHON": str(tmp_path / "python"),

@@ -4,7 +4,6 @@ where vLLM is installed, against a real `vllm` OpenAI server of a tiny model."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ import pytest
 
 from agents.llm.backends import LLMCallError, OpenAIBackend, TransformersBackend, chat_prompt_ids, make_backend
 from agents.llm.types import ChatRequest, Sampling
+from core.children import free_port
 from tests.agents.llm.conftest import VLLM_MISSING, VLLM_SKIP_REASON
 from tests.helpers import vllm_server as serve_vllm
 
@@ -161,9 +161,7 @@ def test_retries_are_bounded(fake: FakeOpenAI) -> None:
     with pytest.raises(LLMCallError, match=r"after 3 attempts.*502"):
         backend(fake, max_retries=2).chat([ask("q")])
     assert len(fake.bodies) == 3
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it
     closed = OpenAIBackend(
         "m", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=KEY_ENV, max_retries=1, backoff=0.01
     )
