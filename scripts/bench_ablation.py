@@ -11,7 +11,12 @@ minutes; the plots and a page go to OUT/compare/.
         [--out runs/ablation] [--jobs N] [CONFIG] [key=value ...]
 
 A strategy may also be a labelled variant, `LABEL:key=value,key=value` (e.g.
-`flat:synthesis.plan={name: frontier, curriculum: false}`), to ablate one part of a strategy.
+`flat:synthesis.plan={name: frontier, curriculum: false}`; commas inside {} or [] belong to the value), to
+ablate one part of a strategy or to run a writer, refiner or selector under the config's plan: `LABEL:` with
+nothing after the colon runs the config as it is.
+With --share-round0, round 0 (train on the seed, evaluate), which does not depend on the strategy, runs once
+per seed (OUT/round0-sN, `rounds.max_rounds=0`); each strategy's run starts as a copy of it and resumes with
+its own config, so the loop's fingerprints redo any round-0 step the strategy's config does change.
 With --jobs N > 1, N runs go at once, each limited to one torch thread (two runs of two threads on a
 2-core machine were 7-15x slower than one). Accuracy does not depend on the thread count.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from loop.compare import compare, load_run, print_comparison, write_page
+from loop.config import ConfigError, dump_config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,16 +65,42 @@ def run_one(run_dir: Path, config: list[str], overrides: list[str], one_thread: 
     return time.perf_counter() - t0
 
 
+def start_from_round0(base: Path, run_dir: Path, config: list[str], overrides: list[str]) -> None:
+    """A run directory for `overrides` that holds `base`'s round 0: a copy of it with the run's own config."""
+    cfg = load_config(config[0] if config else None, [*overrides, f"run_dir={run_dir}"])
+    part = run_dir.with_name(run_dir.name + ".part")  # renamed into place whole: a stop never leaves half a copy
+    shutil.rmtree(part, ignore_errors=True)
+    shutil.copytree(base, part)
+    (part / "config.yaml").write_text(dump_config(cfg))
+    manifest = json.loads((part / "manifest.json").read_text())
+    for key in ("status", "stop_reason", "wandb_run_id"):
+        manifest.pop(key, None)
+    manifest["run"] = cfg.name
+    (part / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (part / "manifest.json.bak").unlink(missing_ok=True)
+    part.rename(run_dir)
+
+
 def run_dir_of(args: argparse.Namespace, strategy: str, seed: int) -> Path:
     """Where one (strategy, seed) run lives."""
     return args.out / f"{strategy.split(':')[0]}-s{seed}"
 
 
 def variant_overrides(spec: str) -> list[str]:
-    """`frontier` -> [synthesis.plan=frontier]; `LABEL:a=1,b=2` -> [a=1, b=2]."""
+    """`frontier` -> [synthesis.plan=frontier]; `LABEL:a=1,b={c: 2, d: 3}` -> [a=1, b={c: 2, d: 3}]."""
     if ":" not in spec:
         return [f"synthesis.plan={spec}"]
-    return [o for o in spec.split(":", 1)[1].split(",") if o]
+    parts, depth, current = [], 0, ""
+    for ch in spec.split(":", 1)[1]:
+        depth += (ch in "{[") - (ch in "}]")
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    if depth != 0:
+        raise SystemExit(f"strategy {spec!r}: unbalanced brackets")
+    return [o.strip() for o in [*parts, current] if o.strip()]
 
 
 def main() -> None:
@@ -76,22 +109,44 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["random", "llm2llm", "weakness", "frontier"])
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "ablation")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (each then uses one thread)")
+    ap.add_argument("--check", action="store_true", help="check every run's config, then stop")
+    ap.add_argument("--share-round0", action="store_true", help="run round 0 once per seed (see above)")
     ap.add_argument("--weak-below", type=float, default=0.5, help="a point is weak below this round-0 accuracy")
     ap.add_argument("rest", nargs="*", help="an optional config file, then key=value overrides")
     args = ap.parse_args()
     config = [a for a in args.rest[:1] if "=" not in a]
     overrides = [a for a in args.rest if "=" in a]
 
+    labels = [s.split(":")[0] for s in args.strategies]
+    if len(set(labels)) != len(labels) or "round0" in labels:
+        raise SystemExit(f"--strategies: each needs its own label, and not `round0` (given: {' '.join(labels)})")
+    for spec in args.strategies:  # a malformed variant or a bad config fails here, before any run
+        for seed in args.seeds:
+            try:
+                load_config(config[0] if config else None, [f"seed={seed}", *variant_overrides(spec), *overrides])
+            except ConfigError as err:
+                raise SystemExit(f"strategy {spec.split(':')[0]!r}: {err}") from None
+    if args.check:
+        print(f"{len(args.strategies)} strategies x {len(args.seeds)} seeds: every config is valid")
+        return
     jobs = [(s, seed) for seed in args.seeds for s in args.strategies]
     todo = [(s, seed) for s, seed in jobs if not finished(run_dir_of(args, s, seed))]
+    if args.share_round0:
+        for seed in sorted({seed for _, seed in todo}):
+            base = args.out / f"round0-s{seed}"
+            if not finished(base):
+                secs = run_one(base, config, [f"seed={seed}", *overrides, "rounds.max_rounds=0"], one_thread=False)
+                print(f"round 0  seed {seed}: {load_run(base).accuracy(0):.3f} ({secs:.0f}s)", flush=True)
 
     def work(job: tuple[str, int]) -> None:
         strategy, seed = job
         run_dir = run_dir_of(args, strategy, seed)
         extra = [f"seed={seed}", *variant_overrides(strategy), *overrides]
+        if args.share_round0 and not (run_dir / "manifest.json").exists():
+            start_from_round0(args.out / f"round0-s{seed}", run_dir, config, extra)
         secs = run_one(run_dir, config, extra, one_thread=args.jobs > 1)
         final = load_run(run_dir).accuracy(-1)
-        print(f"{strategy:9s} seed {seed}: {final:.3f} ({secs:.0f}s)", flush=True)
+        print(f"{strategy.split(':')[0]:12s} seed {seed}: {final:.3f} ({secs:.0f}s)", flush=True)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(work, todo))
