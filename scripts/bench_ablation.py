@@ -81,6 +81,38 @@ def start_from_round0(base: Path, run_dir: Path, config: list[str], overrides: l
     part.rename(run_dir)
 
 
+def synthesis_rows(runs: dict[str, list[Path]]) -> list[str]:
+    """Per strategy, summed over its runs' synthesis rounds: candidates, kept, drops by reason (the most
+    frequent first), teacher-model tokens, and the mean seconds per run of the question phase and of the rounds."""
+    lines = [
+        f"{'strategy':16s} {'candidates':>10s} {'kept':>6s} {'LLM tokens':>11s} {'question s':>10s} {'round s':>8s}"
+        "  dropped by reason"
+    ]
+    for label, dirs in runs.items():
+        cand = kept = tokens = 0
+        question = rounds = 0.0
+        reasons: dict[str, int] = {}
+        for d in dirs:
+            for summary in sorted(d.glob("round_*/summary.json")):
+                row = json.loads(summary.read_text())
+                if row["round"] == 0:
+                    continue
+                m = row["metrics"]
+                cand += int(m.get("synth/candidates", 0))
+                kept += int(m.get("synth/kept", 0))
+                tokens += int(m.get("llm/tokens", 0))
+                question += m.get("time/question", 0.0)
+                rounds += m.get("time/round", 0.0)
+                for reason, n in row.get("reasons", {}).items():
+                    reasons[reason] = reasons.get(reason, 0) + n
+        why = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        n = max(len(dirs), 1)
+        lines.append(
+            f"{label:16s} {cand:10d} {kept:6d} {tokens:11d} {question / n:10.0f} {rounds / n:8.0f}  {why or '-'}"
+        )
+    return lines
+
+
 def run_dir_of(args: argparse.Namespace, strategy: str, seed: int) -> Path:
     """Where one (strategy, seed) run lives."""
     return args.out / f"{strategy.split(':')[0]}-s{seed}"
@@ -155,6 +187,9 @@ def main() -> None:
     print(f"\nstrategies over seeds {args.seeds} ({', '.join(overrides) or 'default config'})")
     result = compare(groups, args.weak_below, "random" if "random" in groups else None, by="strategy label")
     print_comparison(result)
+    dirs = {s.split(":")[0]: [run_dir_of(args, s, seed) for seed in args.seeds] for s in args.strategies}
+    print(f"\nsynthesis over seeds {args.seeds}, rounds after round 0 (sums; seconds: mean per run)")
+    print("\n".join(synthesis_rows(dirs)))
     print(f"plots and page: {write_page(result, args.out / 'compare')}")
 
 

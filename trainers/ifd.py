@@ -106,15 +106,22 @@ def reference_ifd(
         labels = ids_cond.clone()
         labels[0, :start] = IGNORE_INDEX
         loss_cond = model(ids_cond, labels=labels).loss.item()
-    # The model's mean over zero label tokens is NaN: the answer was cut off by max_length.
+    # The model's mean over zero label tokens is NaN: the answer was cut off by max_length, or it is one token
+    # and the tokenizer adds no start token (nothing predicts it alone).
     return _make_score(
         None if math.isnan(loss_cond) else loss_cond,
         None if math.isnan(loss_alone) else loss_alone,
         ids_cond.shape[1] + ids_alone.shape[1],
+        one_token=len(tokenizer.encode(output)) < 2,
     )
 
 
-def _make_score(loss_cond: float | None, loss_alone: float | None, tokens: int) -> IFDScore:
+ONE_TOKEN = "a one-token answer and no start token: nothing predicts it alone"
+
+
+def _make_score(loss_cond: float | None, loss_alone: float | None, tokens: int, one_token: bool = False) -> IFDScore:
+    if loss_alone is None and one_token:
+        return IFDScore(loss_cond, loss_alone, None, ONE_TOKEN, tokens)
     if loss_cond is None or loss_alone is None:
         return IFDScore(loss_cond, loss_alone, None, "answer truncated away", tokens)
     if loss_alone == 0.0:
@@ -131,6 +138,7 @@ class _Seq:
     cond: bool  # True: prompt + target; False: target alone
     ids: list[int]
     first_label: int  # ids[first_label:] are scored, each predicted from the position before it
+    one_token: bool = False  # the target, untruncated, is a single token (start token included, if any)
 
     @property
     def n_labels(self) -> int:
@@ -193,7 +201,7 @@ def _build_sequences(
             alone = _encode_one(tokenizer, target, target_flags[k], limit)
         # HF's loss never scores position 0 (nothing predicts it), whatever the label there.
         seqs.append(_Seq(row, True, whole_ids[k], max(start, 1)))
-        seqs.append(_Seq(row, False, alone, 1))
+        seqs.append(_Seq(row, False, alone, 1, one_token=len(target_ids[k]) < 2))
     return seqs
 
 
@@ -307,6 +315,7 @@ def score_ifd(
     finally:
         model.train(was_training)
     tokens: dict[int, int] = {}
+    one_token = {s.row for s in seqs if s.one_token}
     for s in seqs:
         tokens[s.row] = tokens.get(s.row, 0) + len(s.ids)
     out: list[IFDScore] = []
@@ -314,7 +323,9 @@ def score_ifd(
         if i in reasons:
             out.append(IFDScore(None, None, None, reasons[i]))
         else:
-            out.append(_make_score(losses.get((i, True)), losses.get((i, False)), tokens.get(i, 0)))
+            out.append(
+                _make_score(losses.get((i, True)), losses.get((i, False)), tokens.get(i, 0), one_token=i in one_token)
+            )
     return out
 
 

@@ -13,6 +13,7 @@ import torch
 from agents.tasks.world import generate_items, points_for
 from core.ifd import IFDScore, select_by_ifd
 from trainers.ifd import (
+    ONE_TOKEN,
     REVERSE_INSTRUCTION,
     _build_sequences,
     read_rows,
@@ -248,3 +249,24 @@ def test_score_file_writes_rows_in_order(student, rows, reference, tmp_path: Pat
     assert stats["rows"] == len(rows) and stats["scored"] == 38
     assert stats["samples_per_s"] > 0 and stats["tokens_per_s"] > 0
     assert [p.name for p in out.parent.iterdir()] == ["out.jsonl"]
+
+
+def test_a_one_token_answer_without_a_start_token_is_named_as_such(student) -> None:
+    """SmolLM2's and GPT-2's tokenizers add no start token: a one-token answer ("4", "even") has no loss alone, in
+    the reference as in the batched scorer, and the reason says so instead of blaming truncation."""
+    import copy
+
+    from tokenizers import processors
+
+    model, tokenizer, _ = student
+    no_bos = copy.deepcopy(tokenizer)
+    no_bos.backend_tokenizer.post_processor = processors.TemplateProcessing(single="$A", special_tokens=[])
+    one = no_bos.encode("7")
+    assert len(one) == 1, one
+    rows = [{"instruction": "What is 3 + 4?", "output": "7"}, {"instruction": "What is 3 + 4?", "output": "7 7"}]
+    reference = [reference_ifd(model, no_bos, r, MAX_LENGTH) for r in rows]
+    assert reference[0].reason == ONE_TOKEN and reference[0].ifd is None and reference[0].loss_cond is not None
+    assert reference[1].ifd is not None
+    _assert_close(reference, score_ifd(model, no_bos, rows, max_length=MAX_LENGTH, batch_size=2))
+    with_bos = score_ifd(model, tokenizer, rows[:1], max_length=MAX_LENGTH)  # the tiny tokenizer adds <s>
+    assert with_bos[0].ifd is not None
