@@ -42,7 +42,12 @@ def test_each_strategy_config_names_its_plugin_and_lets_the_world_answer(name: s
     named = {s.plan.name, s.writer.name, *(c.name for c in s.refine), *(c.name for c in s.select or [])}  # type: ignore[union-attr]
     # on the world task its code answers: the world teacher, or a chat teacher with answers oracle_first
     world_answers = cfg.teacher.kind == "world" or cfg.teacher.answers == "oracle_first"
-    assert name in named and (world_answers or cfg.task.name != "world")
+    if s.mix:  # a mix names its parts' plugins
+        named |= {n for part in s.mix for n in (part.plan.name, part.writer.name)}  # type: ignore[union-attr]
+        assert name == "mix" and len(s.mix) >= 2 and {"generator", "self_instruct", "magpie"} <= named
+    else:
+        assert name in named
+    assert world_answers or cfg.task.name != "world"
     assert config_from_dict(yaml.safe_load(dump_config(cfg)), f"{name} resolved") == cfg
 
 
