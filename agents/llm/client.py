@@ -23,6 +23,7 @@ from agents.llm.types import ChatBackend, ChatRequest, ChatResult, LLMCallError,
 # Misses go to the backend this many at a time: a bar can follow a long batch, and a failure part way keeps the
 # chunks that came back. Large enough that vLLM still schedules a full batch, and the OpenAI backend's pool fills.
 SEND_CHUNK = 64
+PROGRESS_FROM = 16  # a batch of this many calls or more shows its bar from the start
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -279,6 +280,9 @@ class LLMClient:
         failure part way records what came back first (a resume pays only for the rest) and is raised again."""
         got: list[ChatResult] = []
         label = f"round {round_}: {sent[0][1].agent} calls"
+        if self.progress is not None and len(sent) >= PROGRESS_FROM:
+            # Shown before the first chunk comes back: on a CPU model one chunk of long replies takes minutes.
+            self.progress(label, 0, len(sent))
         try:
             for first in range(0, len(sent), SEND_CHUNK):
                 part = [req for _, req in sent[first : first + SEND_CHUNK]]

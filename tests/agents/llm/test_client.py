@@ -275,7 +275,7 @@ def test_a_batch_that_fails_part_way_keeps_the_calls_that_came_back(tmp_path: Pa
 
 
 def test_a_long_batch_goes_in_chunks_that_report_progress_and_a_failure_keeps_the_chunks_done(tmp_path: Path) -> None:
-    from agents.llm.client import SEND_CHUNK
+    from agents.llm.client import PROGRESS_FROM, SEND_CHUNK
     from agents.llm.types import LLMCallError
 
     n = 2 * SEND_CHUNK + 5
@@ -286,7 +286,10 @@ def test_a_long_batch_goes_in_chunks_that_report_progress_and_a_failure_keeps_th
     assert [r.texts for r in results] == [[f"echo q{i}"] for i in range(n)]  # in order across chunks
     assert [len(b) for b in backend.batches] == [SEND_CHUNK, SEND_CHUNK, 5]
     label = "round 0: questioner calls"
-    assert seen == [(label, SEND_CHUNK, n), (label, 2 * SEND_CHUNK, n), (label, n, n), (label, n, n)]
+    assert seen == [(label, 0, n), (label, SEND_CHUNK, n), (label, 2 * SEND_CHUNK, n), (label, n, n), (label, n, n)]
+    seen.clear()
+    client.chat([ask(f"new {i}") for i in range(PROGRESS_FROM - 1)])  # a short batch: only the closing report
+    assert seen == [(label, PROGRESS_FROM - 1, PROGRESS_FROM - 1)] * 2  # after the chunk, then on the way out
 
     class DownAfterOne(CountingBackend):
         def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
@@ -300,4 +303,4 @@ def test_a_long_batch_goes_in_chunks_that_report_progress_and_a_failure_keeps_th
     with pytest.raises(LLMCallError, match="went away"):
         failing.chat([ask(f"q{i}") for i in range(n)])
     assert failing.usage()["questioner"].calls == SEND_CHUNK  # the first chunk came back and is kept
-    assert seen == [(SEND_CHUNK, n), (n, n)]  # the bar ends on the failure too
+    assert seen == [(0, n), (SEND_CHUNK, n), (n, n)]  # the bar ends on the failure too
