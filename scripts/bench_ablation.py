@@ -113,9 +113,14 @@ def synthesis_rows(runs: dict[str, list[Path]]) -> list[str]:
     return lines
 
 
+def label_of(strategy: str) -> str:
+    """`frontier` -> frontier; `LABEL:a=1,b=2` -> LABEL."""
+    return strategy.split(":")[0]
+
+
 def run_dir_of(args: argparse.Namespace, strategy: str, seed: int) -> Path:
     """Where one (strategy, seed) run lives."""
-    return args.out / f"{strategy.split(':')[0]}-s{seed}"
+    return args.out / f"{label_of(strategy)}-s{seed}"
 
 
 def variant_overrides(spec: str) -> list[str]:
@@ -149,7 +154,7 @@ def main() -> None:
     config = [a for a in args.rest[:1] if "=" not in a]
     overrides = [a for a in args.rest if "=" in a]
 
-    labels = [s.split(":")[0] for s in args.strategies]
+    labels = [label_of(s) for s in args.strategies]
     if len(set(labels)) != len(labels) or "round0" in labels:
         raise SystemExit(f"--strategies: each needs its own label, and not `round0` (given: {' '.join(labels)})")
     for spec in args.strategies:  # a malformed variant or a bad config fails here, before any run
@@ -157,7 +162,7 @@ def main() -> None:
             try:
                 load_config(config[0] if config else None, [f"seed={seed}", *variant_overrides(spec), *overrides])
             except ConfigError as err:
-                raise SystemExit(f"strategy {spec.split(':')[0]!r}: {err}") from None
+                raise SystemExit(f"strategy {label_of(spec)!r}: {err}") from None
     if args.check:
         print(f"{len(args.strategies)} strategies x {len(args.seeds)} seeds: every config is valid")
         return
@@ -178,16 +183,16 @@ def main() -> None:
             start_from_round0(args.out / f"round0-s{seed}", run_dir, config, extra)
         secs = run_one(run_dir, config, extra, one_thread=args.jobs > 1)
         final = load_run(run_dir).accuracy(-1)
-        print(f"{strategy.split(':')[0]:12s} seed {seed}: {final:.3f} ({secs:.0f}s)", flush=True)
+        print(f"{label_of(strategy):12s} seed {seed}: {final:.3f} ({secs:.0f}s)", flush=True)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(work, todo))
     # One group per strategy label, its runs in seed order (the tables' "final per run" is then per seed).
-    groups = {s.split(":")[0]: [load_run(run_dir_of(args, s, seed)) for seed in args.seeds] for s in args.strategies}
+    groups = {label_of(s): [load_run(run_dir_of(args, s, seed)) for seed in args.seeds] for s in args.strategies}
     print(f"\nstrategies over seeds {args.seeds} ({', '.join(overrides) or 'default config'})")
     result = compare(groups, args.weak_below, "random" if "random" in groups else None, by="strategy label")
     print_comparison(result)
-    dirs = {s.split(":")[0]: [run_dir_of(args, s, seed) for seed in args.seeds] for s in args.strategies}
+    dirs = {label_of(s): [run_dir_of(args, s, seed) for seed in args.seeds] for s in args.strategies}
     print(f"\nsynthesis over seeds {args.seeds}, rounds after round 0 (sums; seconds: mean per run)")
     print("\n".join(synthesis_rows(dirs)))
     print(f"plots and page: {write_page(result, args.out / 'compare')}")
